@@ -20,7 +20,7 @@ export PATH := $(abspath $(BIN)):$(abspath $(VENV)/bin):$(PATH)
 # helm plugins (helm-unittest) from a local folder: `helm unittest` works offline.
 export HELM_PLUGINS := $(abspath $(TOOLS)/helm-plugins)
 
-##@ Pinned tool versions (override on the command line, e.g. `make setup HELM_VERSION=v3.21.4`)
+# Pinned tool versions (override on the command line, e.g. `make setup HELM_VERSION=v3.21.4`).
 HELM_VERSION ?= v3.22.0
 # helm v3.22.0 builds against client-go v0.37: its release Makefile injects Kubernetes 1.37, a plain
 # build would render as 1.20 (helm pkg/chartutil/capabilities.go).
@@ -160,8 +160,14 @@ $(TOOLS)/schemas/.installed: hack/k8s_schemas.py $(VENV)/.installed
 
 ##@ Test
 
+# Suites of the parts (mk/*.mk) add their targets to TEST_SUITES and LINTERS.
+TEST_SUITES := test-python
+LINTERS := lint-python
+-include mk/*.mk
+
 .PHONY: test
-test: setup lint test-python ## Run every suite (installs what is missing first)
+test: setup ## Run every suite (installs what is missing first)
+	$(MAKE) --no-print-directory lint $(TEST_SUITES)
 	@echo "make test: every suite passed"
 
 .PHONY: test-python
@@ -170,7 +176,10 @@ test-python: ## pytest: harness, packager, load tester, charts, end-to-end
 	hack/no-strays.sh
 
 .PHONY: lint
-lint: ## ruff on the Python code
+lint: $(LINTERS) ## Every linter (ruff, and the charts' and Dockerfile's where present)
+
+.PHONY: lint-python
+lint-python: ## ruff on the Python code
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
