@@ -127,7 +127,7 @@ def autoscaling_queries(docs: Sequence[dict[str, Any]]) -> list[tuple[str, str]]
                 queries.append((f"adapter {rule['name']['as']}", fill(rule["metricsQuery"], variables)))
         if "keda-triggers.yaml" in data:
             for trigger in yaml.safe_load(data["keda-triggers.yaml"]):
-                queries.append((f"keda {trigger['metadata']['metricName']}", trigger["metadata"]["query"]))
+                queries.append((f"keda {trigger['name']}", trigger["metadata"]["query"]))
     return queries
 
 
