@@ -1,0 +1,162 @@
+{{/*
+MinIO's own named templates. Names and labels come from the umbrella (emotion-serving.*).
+*/}}
+
+{{/*
+Secret of the root credentials: minio.auth.existingSecret, or the generated one.
+*/}}
+{{- define "emotion-serving.minio.rootSecretName" -}}
+{{- .Values.auth.existingSecret | default (include "emotion-serving.componentName" (dict "ctx" . "component" "minio-root")) -}}
+{{- end }}
+
+{{/*
+A Secret of random alphanumeric values, generated once: an existing Secret of the same name keeps
+its values (lookup), so upgrades change nothing. `helm template` has no cluster and generates anew.
+(dict "ctx" $ "name" NAME "keys" (dict KEY LENGTH ...) "keep" BOOL)
+*/}}
+{{- define "emotion-serving.minio.generatedSecret" -}}
+{{- $existing := (lookup "v1" "Secret" .ctx.Release.Namespace .name).data | default dict -}}
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "emotion-serving.labels" (dict "ctx" .ctx "component" "minio") | nindent 4 }}
+  annotations:
+    emotion-serving/generated: "true"
+    {{- if .keep }}
+    # MinIO's data on the volume stays bound to these credentials: keep them as long as the volume.
+    helm.sh/resource-policy: keep
+    {{- end }}
+type: Opaque
+data:
+  {{- range $key, $length := .keys }}
+  {{ $key }}: {{ get $existing $key | default (randAlphaNum (int $length) | b64enc) | quote }}
+  {{- end }}
+{{- end }}
+
+{{/*
+The two bucket policies: reader (the servers: list and get) and writer (the packager: also put,
+delete and multipart uploads). (dict "bucket" NAME "access" "reader"|"writer")
+*/}}
+{{- define "emotion-serving.minio.policy" -}}
+{{- $bucketActions := list "s3:GetBucketLocation" "s3:ListBucket" -}}
+{{- $objectActions := list "s3:GetObject" -}}
+{{- if eq .access "writer" -}}
+{{- $bucketActions = append $bucketActions "s3:ListBucketMultipartUploads" -}}
+{{- $objectActions = concat $objectActions (list "s3:PutObject" "s3:DeleteObject" "s3:AbortMultipartUpload" "s3:ListMultipartUploadParts") -}}
+{{- end -}}
+{{- $arn := printf "arn:aws:s3:::%s" .bucket -}}
+{{- toPrettyJson (dict "Version" "2012-10-17" "Statement" (list
+  (dict "Effect" "Allow" "Action" $bucketActions "Resource" (list $arn))
+  (dict "Effect" "Allow" "Action" $objectActions "Resource" (list (printf "%s/*" $arn))))) -}}
+{{- end }}
+
+{{/*
+Values for the setup Job's pod: MinIO's, with MinIO's service account.
+*/}}
+{{- define "emotion-serving.minio.setupValues" -}}
+{{- $account := include "emotion-serving.serviceAccountName" (dict "ctx" . "component" "minio" "values" .Values) -}}
+{{- toYaml (merge (dict "serviceAccount" (dict "create" false "name" $account)) (deepCopy .Values)) -}}
+{{- end }}
+
+{{/*
+The setup Job's files: its script and the two policies. The script makes the bucket, the policies
+and the two users; every step is idempotent, so the Job may run again at any upgrade.
+*/}}
+{{- define "emotion-serving.minio.setupConfig" -}}
+setup.sh: |
+  set -eu
+  deadline=$(( $(date +%s) + TIMEOUT_SECONDS ))
+  until mc alias set root "$MINIO_ENDPOINT" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >/dev/null; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "minio-setup: MinIO at $MINIO_ENDPOINT did not answer within ${TIMEOUT_SECONDS}s" >&2
+      exit 1
+    fi
+    sleep 3
+  done
+  mc mb --ignore-existing "root/$BUCKET"
+  setup_user() { # policy, access key, secret key
+    mc admin policy create root "$1" "/setup/$1.json"
+    mc admin user add root "$2" "$3"
+    case "$(mc admin user info root "$2" --json)" in
+      *"$1"*) ;;
+      *) mc admin policy attach root "$1" --user "$2" ;;
+    esac
+  }
+  setup_user emotion-serving-reader "$READER_ACCESS_KEY_ID" "$READER_SECRET_ACCESS_KEY"
+  setup_user emotion-serving-writer "$WRITER_ACCESS_KEY_ID" "$WRITER_SECRET_ACCESS_KEY"
+  echo "minio-setup: bucket $BUCKET ready, with a reader and a writer user"
+{{- range $access := list "reader" "writer" }}
+emotion-serving-{{ $access }}.json: |
+  {{- include "emotion-serving.minio.policy" (dict "bucket" $.Values.global.s3.bucket "access" $access) | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+The setup Job's pod template. (the setup dict, plus "configName" and "configHash")
+*/}}
+{{- define "emotion-serving.minio.setupPod" -}}
+{{- $ctx := .ctx -}}
+{{- $s3 := $ctx.Values.global.s3 -}}
+{{- $root := include "emotion-serving.minio.rootSecretName" $ctx -}}
+metadata:
+  labels:
+    {{- include "emotion-serving.selectorLabels" . | nindent 4 }}
+  annotations:
+    checksum/config: {{ .configHash }}
+spec:
+  {{- include "emotion-serving.podCommon" . | nindent 2 }}
+  restartPolicy: Never
+  containers:
+    - name: setup
+      {{- include "emotion-serving.containerImage" (dict "ctx" $ctx "image" $ctx.Values.image) | nindent 6 }}
+      command: ["sh", "/setup/setup.sh"]
+      env:
+        - name: MINIO_ENDPOINT
+          value: {{ include "emotion-serving.s3.endpoint" $ctx | quote }}
+        - name: BUCKET
+          value: {{ $s3.bucket | quote }}
+        - name: TIMEOUT_SECONDS
+          value: {{ $ctx.Values.setup.timeoutSeconds | quote }}
+        - name: MC_CONFIG_DIR
+          value: /tmp/mc
+        - name: MINIO_ROOT_USER
+          valueFrom:
+            secretKeyRef:
+              name: {{ $root }}
+              key: {{ $ctx.Values.auth.rootUserKey }}
+        - name: MINIO_ROOT_PASSWORD
+          valueFrom:
+            secretKeyRef:
+              name: {{ $root }}
+              key: {{ $ctx.Values.auth.rootPasswordKey }}
+        {{- range $access := list "reader" "writer" }}
+        {{- $secret := include "emotion-serving.s3.secretName" (dict "ctx" $ctx "access" $access) }}
+        - name: {{ upper $access }}_ACCESS_KEY_ID
+          valueFrom:
+            secretKeyRef:
+              name: {{ $secret }}
+              key: {{ $s3.accessKeyIdKey }}
+        - name: {{ upper $access }}_SECRET_ACCESS_KEY
+          valueFrom:
+            secretKeyRef:
+              name: {{ $secret }}
+              key: {{ $s3.secretAccessKeyKey }}
+        {{- end }}
+      resources:
+        {{- toYaml $ctx.Values.setup.resources | nindent 8 }}
+      securityContext:
+        {{- include "emotion-serving.containerSecurityContext" . | nindent 8 }}
+      volumeMounts:
+        - name: setup
+          mountPath: /setup
+          readOnly: true
+        - name: tmp
+          mountPath: /tmp
+  volumes:
+    - name: setup
+      configMap:
+        name: {{ .configName }}
+    {{- include "emotion-serving.tmpVolume" (dict "sizeLimit" "64Mi") | nindent 4 }}
+{{- end }}

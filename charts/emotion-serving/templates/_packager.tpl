@@ -1,0 +1,193 @@
+{{/*
+The packager Job's pieces (component "packager"). The Job runs `model-packager run` (build, verify,
+publish; docs/contracts.md); the servers' initContainers wait for what it publishes.
+*/}}
+
+{{/*
+Exit codes on which the Job fails at once instead of retrying: bad input, parity gate, credentials
+refused, conflict (model-packager errors.py PERMANENT; `make chart-contract` compares the two).
+*/}}
+{{- define "emotion-serving.packager.permanentExitCodes" -}}
+[3, 4, 5, 8]
+{{- end }}
+
+{{- define "emotion-serving.packager.args" -}}
+{{- $p := .Values.packager -}}
+{{- $g := .Values.global -}}
+- run
+- --model={{ $p.model }}
+{{- with $p.revision }}
+- --revision={{ . }}
+{{- end }}
+- --name={{ $g.model.name }}
+- --endpoint={{ include "emotion-serving.s3.endpoint" . }}
+- --bucket={{ $g.s3.bucket }}
+- --max-length={{ $p.maxLength }}
+- --precision={{ $p.precision }}
+- --activation={{ $p.activation }}
+- --triton-device={{ $p.tritonDevice }}
+- --text={{ ternary "on" "off" $g.model.text }}
+- --work-dir=/work
+{{- if $g.s3.ca.configMap }}
+- --ca-bundle=/etc/emotion-serving/s3-ca/ca.crt
+{{- end }}
+{{- with $p.extraArgs }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+With the bundled MinIO, an initContainer waits until the writer's credentials list the bucket: the
+MinIO setup Job makes both, and the packager would otherwise fail at once on refused credentials (exit 5).
+*/}}
+{{- define "emotion-serving.packager.waitForBucket" -}}
+- name: wait-for-bucket
+  {{- include "emotion-serving.containerImage" (dict "ctx" . "image" .Values.minio.image) | nindent 2 }}
+  command:
+    - sh
+    - -c
+    - |
+      deadline=$(( $(date +%s) + TIMEOUT_SECONDS ))
+      until mc alias set s3 "$ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null && mc ls "s3/$BUCKET" >/dev/null; do
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+          echo "wait-for-bucket: bucket $BUCKET at $ENDPOINT not writable within ${TIMEOUT_SECONDS}s" >&2
+          exit 1
+        fi
+        sleep 3
+      done
+  env:
+    - name: ENDPOINT
+      value: {{ include "emotion-serving.s3.endpoint" . | quote }}
+    - name: BUCKET
+      value: {{ .Values.global.s3.bucket | quote }}
+    - name: TIMEOUT_SECONDS
+      value: {{ .Values.packager.bucketWaitTimeoutSeconds | quote }}
+    - name: MC_CONFIG_DIR
+      value: /tmp/mc
+    {{- include "emotion-serving.s3.credentialsEnv" (dict "ctx" . "access" "writer") | nindent 4 }}
+  resources:
+    {{- toYaml .Values.global.wait.resources | nindent 4 }}
+  securityContext:
+    {{- include "emotion-serving.containerSecurityContext" (dict "values" dict) | nindent 4 }}
+  volumeMounts:
+    - name: tmp
+      mountPath: /tmp
+{{- end }}
+
+{{/*
+The Job's pod template. Its text names the Job (emotion-serving.jobName), so it holds the selector
+labels only: a new chart version alone does not start a new Job.
+*/}}
+{{- define "emotion-serving.packager.pod" -}}
+{{- $p := .Values.packager -}}
+{{- $packager := dict "ctx" . "component" "packager" "values" $p -}}
+metadata:
+  labels:
+    {{- include "emotion-serving.selectorLabels" $packager | nindent 4 }}
+    {{- with $p.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with $p.podAnnotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  {{- include "emotion-serving.podCommon" $packager | nindent 2 }}
+  restartPolicy: Never
+  {{- if .Values.minio.enabled }}
+  initContainers:
+    {{- include "emotion-serving.packager.waitForBucket" . | nindent 4 }}
+  {{- end }}
+  containers:
+    - name: packager
+      {{- include "emotion-serving.packagerImage" . | nindent 6 }}
+      command: ["model-packager"]
+      args:
+        {{- include "emotion-serving.packager.args" . | nindent 8 }}
+      env:
+        - name: AWS_REGION
+          value: {{ .Values.global.s3.region | quote }}
+        {{- include "emotion-serving.s3.credentialsEnv" (dict "ctx" . "access" "writer") | nindent 8 }}
+        - name: HF_HOME
+          value: /cache/huggingface
+        # Libraries that cache under $HOME write to the /tmp emptyDir (the root filesystem is read-only).
+        - name: HOME
+          value: /tmp
+        {{- with $p.hfToken.existingSecret }}
+        - name: HF_TOKEN
+          valueFrom:
+            secretKeyRef:
+              name: {{ . }}
+              key: {{ $p.hfToken.key }}
+        {{- end }}
+        {{- with $p.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      resources:
+        {{- toYaml $p.resources | nindent 8 }}
+      securityContext:
+        {{- include "emotion-serving.containerSecurityContext" $packager | nindent 8 }}
+      volumeMounts:
+        - name: tmp
+          mountPath: /tmp
+        - name: cache
+          mountPath: /cache
+        - name: work
+          mountPath: /work
+        {{- if .Values.global.s3.ca.configMap }}
+        - name: s3-ca
+          mountPath: /etc/emotion-serving/s3-ca
+          readOnly: true
+        {{- end }}
+        {{- with $p.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+  volumes:
+    {{- include "emotion-serving.tmpVolume" (dict "sizeLimit" "1Gi") | nindent 4 }}
+    - name: cache
+      emptyDir:
+        sizeLimit: {{ $p.cacheSizeLimit }}
+    - name: work
+      emptyDir:
+        sizeLimit: {{ $p.workSizeLimit }}
+    {{- with include "emotion-serving.s3.caVolume" . }}{{ . | trim | nindent 4 }}{{ end }}
+    {{- with $p.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end }}
+
+{{/*
+The Job. Its name carries a hash of the pod template (emotion-serving.jobName).
+*/}}
+{{- define "emotion-serving.packager.job" -}}
+{{- $p := .Values.packager }}
+{{- $packager := dict "ctx" . "component" "packager" "values" $p }}
+{{- $pod := include "emotion-serving.packager.pod" . }}
+apiVersion: batch/v1
+kind: Job
+metadata:
+  # A changed model spec (or image, or any pod setting) is a new Job: pod templates are immutable.
+  name: {{ include "emotion-serving.jobName" (dict "ctx" . "component" "packager" "spec" $pod) }}
+  labels:
+    {{- include "emotion-serving.labels" $packager | nindent 4 }}
+  annotations:
+    emotion-serving/model: {{ printf "%s@%s" $p.model ($p.revision | default "default") | quote }}
+spec:
+  backoffLimit: {{ $p.backoffLimit }}
+  activeDeadlineSeconds: {{ $p.activeDeadlineSeconds }}
+  ttlSecondsAfterFinished: {{ $p.ttlSecondsAfterFinished }}
+  podFailurePolicy:
+    rules:
+      # A retry cannot fix these: bad input, parity gate failed, credentials refused, conflict.
+      - action: FailJob
+        onExitCodes:
+          containerName: packager
+          operator: In
+          values: {{ include "emotion-serving.packager.permanentExitCodes" . }}
+      # A drained or preempted node is not the packager's failure: such a pod does not count.
+      - action: Ignore
+        onPodConditions:
+          - type: DisruptionTarget
+  template:
+    {{- $pod | nindent 4 }}
+{{- end }}

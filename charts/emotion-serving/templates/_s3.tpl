@@ -1,0 +1,156 @@
+{{/*
+S3 wiring, from the one values block global.s3. Every part reads its endpoint, bucket, region,
+credentials and CA through these templates. Templates here take the top-level context unless said.
+*/}}
+
+{{/*
+The endpoint URL: global.s3.endpoint, else the bundled MinIO's Service (the umbrella refuses an
+empty endpoint with minio.enabled=false, and an endpoint with minio.enabled=true).
+*/}}
+{{- define "emotion-serving.s3.endpoint" -}}
+{{- if .Values.global.s3.endpoint -}}
+{{- .Values.global.s3.endpoint | trimSuffix "/" -}}
+{{- else -}}
+{{- $port := (include "emotion-serving.ports" . | fromYaml).minio.api -}}
+{{- printf "http://%s.%s.svc:%v" (include "emotion-serving.componentName" (dict "ctx" . "component" "minio")) .Release.Namespace $port -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+The endpoint's "host:port", with the scheme's default port made explicit.
+*/}}
+{{- define "emotion-serving.s3.hostPort" -}}
+{{- $url := urlParse (include "emotion-serving.s3.endpoint" .) -}}
+{{- if regexMatch ":[0-9]+$" $url.host -}}
+{{- $url.host -}}
+{{- else -}}
+{{- printf "%s:%s" $url.host (ternary "443" "80" (eq $url.scheme "https")) -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+Triton's model repository: the endpoint goes inside the URL, "s3://host:port/bucket/triton" over
+HTTP, "s3://https://host:port/bucket/triton" over TLS (Triton core src/filesystem/implementations/s3.h).
+*/}}
+{{- define "emotion-serving.s3.tritonRepository" -}}
+{{- $tls := eq (urlParse (include "emotion-serving.s3.endpoint" .)).scheme "https" -}}
+{{- printf "s3://%s%s/%s/triton" (ternary "https://" "" $tls) (include "emotion-serving.s3.hostPort" .) .Values.global.s3.bucket -}}
+{{- end }}
+
+{{/*
+OVMS's base_path of a model: "s3://bucket/ovms/<model>"; OVMS takes the endpoint from S3_ENDPOINT.
+(dict "ctx" $ "model" NAME)
+*/}}
+{{- define "emotion-serving.s3.ovmsBasePath" -}}
+{{- printf "s3://%s/ovms/%s" .ctx.Values.global.s3.bucket .model -}}
+{{- end }}
+
+{{/*
+NetworkPolicy egress rule to the S3 endpoint: the bundled MinIO's pods, or the endpoint's port
+anywhere (an external endpoint's addresses are not known here).
+*/}}
+{{- define "emotion-serving.s3.egressRule" -}}
+{{- $port := splitList ":" (include "emotion-serving.s3.hostPort" .) | last -}}
+- ports:
+    - port: {{ $port }}
+      protocol: TCP
+  {{- if not .Values.global.s3.endpoint }}
+  to:
+    - podSelector:
+        matchLabels:
+          {{- include "emotion-serving.selectorLabels" (dict "ctx" . "component" "minio") | nindent 10 }}
+  {{- end }}
+{{- end }}
+
+{{/*
+Secret with the S3 credentials of "access": "reader" (the servers: list and read) or "writer" (the
+packager: read and write). global.s3.existingSecret / writerExistingSecret, else the one the bundled
+MinIO generates. (dict "ctx" $ "access" "reader")
+*/}}
+{{- define "emotion-serving.s3.secretName" -}}
+{{- $s3 := .ctx.Values.global.s3 -}}
+{{- $existing := ternary $s3.writerExistingSecret $s3.existingSecret (eq .access "writer") -}}
+{{- $existing | default (include "emotion-serving.componentName" (dict "ctx" .ctx "component" (printf "s3-%s" .access))) -}}
+{{- end }}
+
+{{/*
+AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from that Secret. (dict "ctx" $ "access" "reader")
+*/}}
+{{- define "emotion-serving.s3.credentialsEnv" -}}
+{{- $secret := include "emotion-serving.s3.secretName" . -}}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ .ctx.Values.global.s3.accessKeyIdKey }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ .ctx.Values.global.s3.secretAccessKeyKey }}
+{{- end }}
+
+{{/*
+The volume holding the S3 endpoint's CA bundle (global.s3.ca), as file "ca.crt"; nothing without one.
+*/}}
+{{- define "emotion-serving.s3.caVolume" -}}
+{{- with .Values.global.s3.ca.configMap }}
+- name: s3-ca
+  configMap:
+    name: {{ . }}
+    items:
+      - key: {{ $.Values.global.s3.ca.key }}
+        path: ca.crt
+{{- end }}
+{{- end }}
+
+{{/*
+Mount of that CA bundle as one file at "path" (a server's system CA bundle: OVMS and Triton have no
+CA option of their own and verify against it). (dict "ctx" $ "path" PATH)
+*/}}
+{{- define "emotion-serving.s3.caMount" -}}
+{{- if .ctx.Values.global.s3.ca.configMap }}
+- name: s3-ca
+  mountPath: {{ .path }}
+  subPath: ca.crt
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/*
+The initContainer of each server: `model-packager wait` until the wanted version of the models is
+published and READY, so a server never starts on an empty or half-written bucket.
+(dict "ctx" $ "values" VALUES), VALUES.waitForModel holding its resources.
+*/}}
+{{- define "emotion-serving.waitForModel" -}}
+{{- $g := .ctx.Values.global -}}
+- name: wait-for-model
+  {{- include "emotion-serving.packagerImage" .ctx | nindent 2 }}
+  command: ["model-packager"]
+  args:
+    - wait
+    - --endpoint={{ include "emotion-serving.s3.endpoint" .ctx }}
+    - --bucket={{ $g.s3.bucket }}
+    - --name={{ $g.model.name }}
+    {{- if $g.model.version }}
+    - --version={{ $g.model.version }}
+    {{- end }}
+    - --timeout={{ $g.wait.timeoutSeconds }}
+  env:
+    - name: AWS_REGION
+      value: {{ $g.s3.region | quote }}
+    {{- include "emotion-serving.s3.credentialsEnv" (dict "ctx" .ctx "access" "reader") | nindent 4 }}
+    {{- if $g.s3.ca.configMap }}
+    # minio-py (the packager's S3 client) verifies TLS against this bundle.
+    - name: SSL_CERT_FILE
+      value: /etc/emotion-serving/s3-ca/ca.crt
+    {{- end }}
+  resources:
+    {{- toYaml $g.wait.resources | nindent 4 }}
+  securityContext:
+    {{- include "emotion-serving.containerSecurityContext" (dict "values" dict) | nindent 4 }}
+  volumeMounts:
+    - name: tmp
+      mountPath: /tmp
+    {{- with include "emotion-serving.s3.caMount" (dict "ctx" .ctx "path" "/etc/emotion-serving/s3-ca/ca.crt") }}{{ . | trim | nindent 4 }}{{ end }}
+{{- end }}

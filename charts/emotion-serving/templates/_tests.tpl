@@ -1,0 +1,77 @@
+{{/*
+The `helm test` pod (component "tests"): `loadtest smoke` sends labelled sentences to every enabled
+server and checks the answers against the published package's reference outputs.
+*/}}
+
+{{/*
+The servers the test reaches: those enabled, as a list.
+*/}}
+{{- define "emotion-serving.tests.servers" -}}
+{{- range $server := list "ovms" "triton" }}
+{{- if (get $.Values $server).enabled }}
+- {{ $server }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "emotion-serving.tests.pod" -}}
+{{- $servers := include "emotion-serving.tests.servers" . | fromYamlArray }}
+{{- $t := .Values.tests }}
+{{- $tests := dict "ctx" . "component" "tests" "values" $t }}
+{{- $ports := include "emotion-serving.ports" . | fromYaml }}
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {{ include "emotion-serving.componentName" $tests }}
+  labels:
+    {{- include "emotion-serving.labels" $tests | nindent 4 }}
+  annotations:
+    helm.sh/hook: test
+    # Kept after the run for `kubectl logs`; replaced by the next `helm test`.
+    helm.sh/hook-delete-policy: before-hook-creation
+spec:
+  {{- include "emotion-serving.podCommon" $tests | nindent 2 }}
+  restartPolicy: Never
+  containers:
+    - name: loadtest
+      {{- include "emotion-serving.packagerImage" . | nindent 6 }}
+      command: ["loadtest"]
+      args:
+        {{- if $t.args }}
+        {{- toYaml $t.args | nindent 8 }}
+        {{- else }}
+        # Labelled sentences to every enabled server; answers checked against the published package's reference.
+        - smoke
+        {{- range $servers }}
+        - --target={{ . }}={{ include "emotion-serving.componentName" (dict "ctx" $ "component" .) }}.{{ $.Release.Namespace }}.svc:{{ get (get $ports .) $t.protocol }}
+        {{- end }}
+        - --protocol={{ $t.protocol }}
+        - --model={{ .Values.global.model.name }}
+        - --package=s3://{{ .Values.global.s3.bucket }}
+        - --s3-endpoint={{ include "emotion-serving.s3.endpoint" . }}
+        {{- with .Values.global.model.version }}
+        - --version={{ . }}
+        {{- end }}
+        {{- end }}
+      env:
+        - name: AWS_REGION
+          value: {{ .Values.global.s3.region | quote }}
+        {{- include "emotion-serving.s3.credentialsEnv" (dict "ctx" . "access" "reader") | nindent 8 }}
+        - name: HOME
+          value: /tmp
+        {{- if .Values.global.s3.ca.configMap }}
+        - name: SSL_CERT_FILE
+          value: /etc/emotion-serving/s3-ca/ca.crt
+        {{- end }}
+      resources:
+        {{- toYaml $t.resources | nindent 8 }}
+      securityContext:
+        {{- include "emotion-serving.containerSecurityContext" $tests | nindent 8 }}
+      volumeMounts:
+        - name: tmp
+          mountPath: /tmp
+        {{- with include "emotion-serving.s3.caMount" (dict "ctx" . "path" "/etc/emotion-serving/s3-ca/ca.crt") }}{{ . | trim | nindent 8 }}{{ end }}
+  volumes:
+    {{- include "emotion-serving.tmpVolume" (dict "sizeLimit" "256Mi") | nindent 4 }}
+    {{- with include "emotion-serving.s3.caVolume" . }}{{ . | trim | nindent 4 }}{{ end }}
+{{- end }}
