@@ -3,6 +3,7 @@
     python hack/charts.py schema [--check]          build every chart's values.schema.json
     python hack/charts.py compare LEFT RIGHT        two renders hold the same objects
     python hack/charts.py exit-codes RENDER         the Job's FailJob codes are the packager's permanent ones
+    python hack/charts.py docs README               every value in the README's table has a description
 
 `schema` expands charts/emotion-serving/schema/<chart>.yaml: `$fragments` in a `properties` map
 become the shared property sets of schema/defs.yaml, and the `$defs` the chart refers to are copied
@@ -166,6 +167,25 @@ def check_exit_codes(*, render: Path) -> list[int]:
     return chart
 
 
+def check_docs(*, readme: Path) -> int:
+    """Raise CheckFailed when a row of the README's values table (helm-docs) has no description;
+    the number of rows. helm-docs' own strict mode also asks for every parent key, so it is not used."""
+    text = readme.read_text()
+    if "\n## Values\n" not in text:
+        raise CheckFailed(f"docs: {readme} has no `## Values` section")
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in text.split("\n## Values\n", 1)[1].splitlines()
+        if line.startswith("| ") and not line.startswith("| Key ")
+    ]
+    missing = [row[0] for row in rows if len(row) < 4 or not row[-1]]
+    if missing:
+        raise CheckFailed(f"docs: {len(missing)} values without a `# --` description", missing)
+    if not rows:
+        raise CheckFailed(f"docs: {readme} lists no values")
+    return len(rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="charts.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -176,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     compare.add_argument("right", type=Path)
     exit_codes = commands.add_parser("exit-codes", help="the packager Job's FailJob codes are the packager's")
     exit_codes.add_argument("render", type=Path)
+    docs = commands.add_parser("docs", help="every value in the README's table has a description")
+    docs.add_argument("readme", type=Path)
     args = parser.parse_args(argv)
     try:
         if args.command == "schema":
@@ -185,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "compare":
             count = compare_manifests(left=args.left, right=args.right)
             print(f"compare: {count} objects identical")
+        elif args.command == "docs":
+            print(f"docs: {check_docs(readme=args.readme)} values, each with a description")
         else:
             codes = check_exit_codes(render=args.render)
             print(f"exit-codes: FailJob on {codes}, as model_packager.errors.PERMANENT")

@@ -188,6 +188,7 @@ spec:
       - action: Ignore
         onPodConditions:
           - type: DisruptionTarget
+            status: "True"
   template:
     {{- $pod | nindent 4 }}
 {{- end }}

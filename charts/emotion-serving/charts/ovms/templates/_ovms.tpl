@@ -17,9 +17,19 @@ metrics are switched on here only, since enabling them in both places is a confi
 {{- $plugin = merge $plugin $config.extraPluginConfig }}
 {{- $names := list .Values.global.model.name }}
 {{- if .Values.global.model.text }}{{ $names = append $names (printf "%s-text" .Values.global.model.name) }}{{ end }}
+{{- $policy := $config.versionPolicy }}
+{{- $versionPolicy := dict "all" dict }}
+{{- if eq $policy.type "latest" }}
+{{- $versionPolicy = dict "latest" (dict "num_versions" (int $policy.numVersions)) }}
+{{- else if eq $policy.type "specific" }}
+{{- if not $policy.versions }}
+{{- fail "ovms.config.versionPolicy.versions: list the versions to serve with type specific" }}
+{{- end }}
+{{- $versionPolicy = dict "specific" (dict "versions" $policy.versions) }}
+{{- end }}
 {{- $models := list }}
 {{- range $names }}
-{{- $model := dict "name" . "base_path" (include "emotion-serving.s3.ovmsBasePath" (dict "ctx" $ "model" .)) "target_device" $config.targetDevice "model_version_policy" $config.versionPolicy }}
+{{- $model := dict "name" . "base_path" (include "emotion-serving.s3.ovmsBasePath" (dict "ctx" $ "model" .)) "target_device" $config.targetDevice "model_version_policy" $versionPolicy }}
 {{- with $plugin }}{{ $_ := set $model "plugin_config" . }}{{ end }}
 {{- with $config.nireq }}{{ $_ := set $model "nireq" (int .) }}{{ end }}
 {{- $models = append $models (dict "config" $model) }}
