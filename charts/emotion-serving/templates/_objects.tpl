@@ -117,15 +117,14 @@ spec:
 {{- end }}
 
 {{/*
-PodDisruptionBudget: exactly one of values.pdb.minAvailable and values.pdb.maxUnavailable.
+PodDisruptionBudget: values.pdb.minAvailable when set, else values.pdb.maxUnavailable.
 */}}
 {{- define "emotion-serving.pdb" -}}
 {{- $pdb := .values.pdb -}}
 {{- if $pdb.enabled }}
 {{- $min := $pdb.minAvailable -}}
-{{- $max := $pdb.maxUnavailable -}}
-{{- if eq (kindIs "invalid" $min) (kindIs "invalid" $max) }}
-{{- fail (printf "%s.pdb: set exactly one of minAvailable and maxUnavailable" .component) }}
+{{- if and (kindIs "invalid" $min) (kindIs "invalid" $pdb.maxUnavailable) }}
+{{- fail (printf "%s.pdb: set minAvailable or maxUnavailable" .component) }}
 {{- end }}
 apiVersion: policy/v1
 kind: PodDisruptionBudget
@@ -134,10 +133,10 @@ metadata:
   labels:
     {{- include "emotion-serving.labels" . | nindent 4 }}
 spec:
-  {{- if kindIs "invalid" $max }}
-  minAvailable: {{ $min }}
+  {{- if kindIs "invalid" $min }}
+  maxUnavailable: {{ $pdb.maxUnavailable }}
   {{- else }}
-  maxUnavailable: {{ $max }}
+  minAvailable: {{ $min }}
   {{- end }}
   selector:
     matchLabels:
