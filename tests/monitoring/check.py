@@ -25,12 +25,18 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import render
 import yaml
 
-import render
+from devstack.paths import tool
 
 HERE = Path(__file__).resolve().parent
-SUFFIXES = {"counter": [""], "gauge": [""], "histogram": ["_bucket", "_sum", "_count"], "summary": ["", "_sum", "_count"]}
+SUFFIXES = {
+    "counter": [""],
+    "gauge": [""],
+    "histogram": ["_bucket", "_sum", "_count"],
+    "summary": ["", "_sum", "_count"],
+}
 
 
 def known_metrics(path: Path = HERE / "known_metrics.yaml") -> set[str]:
@@ -78,7 +84,12 @@ def promtool_parse(exprs: Sequence[str]) -> dict[int, str]:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
         yaml.safe_dump({"groups": [{"name": "check", "rules": rules}]}, handle)
         handle.flush()
-        proc = subprocess.run(["promtool", "check", "rules", handle.name], capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [str(tool("promtool")), "check", "rules", handle.name],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     errors = {int(m[1]): m[2] for m in re.finditer(r'"check:expr_(\d+)": (.*)', proc.stdout + proc.stderr)}
     if proc.returncode != 0 and not errors:
         raise RuntimeError(f"promtool check rules failed without naming an expression: {proc.stderr.strip()}")
@@ -86,7 +97,9 @@ def promtool_parse(exprs: Sequence[str]) -> dict[int, str]:
 
 
 def selected_names(tool: Path, exprs: Sequence[str]) -> list[dict[str, Any]]:
-    proc = subprocess.run([str(tool)], input=json.dumps(list(exprs)), capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [str(tool)], input=json.dumps(list(exprs)), capture_output=True, text=True, check=True
+    )
     return json.loads(proc.stdout)
 
 
@@ -125,7 +138,9 @@ def queries(
     allowed = known_metrics() | records
     found = [(e["where"], e["expr"]) for e in render.expressions(docs)] + series_names(series_from)
     exprs = [expr for _, expr in found]
-    problems = [f"{found[i][0]}: promtool: {error}: {found[i][1]}" for i, error in promtool_parse(exprs).items()]
+    problems = [
+        f"{found[i][0]}: promtool: {error}: {found[i][1]}" for i, error in promtool_parse(exprs).items()
+    ]
     for (where, expr), result in zip(found, selected_names(names_tool, exprs), strict=True):
         if result.get("error"):
             problems.append(f"{where}: does not parse: {result['error']}: {expr}")
@@ -137,7 +152,9 @@ def queries(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     cov = sub.add_parser("coverage")
     cov.add_argument("rules", type=Path)
@@ -152,12 +169,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "coverage":
             rules = rules_of(yaml.safe_load(args.rules.read_text())["groups"])
             problems = coverage(rules, [yaml.safe_load(p.read_text()) for p in args.tests])
-            summary = f"{sum('alert' in r for r in rules)} alerts and {sum('record' in r for r in rules)} records covered"
+            alerts = sum("alert" in r for r in rules)
+            summary = f"{alerts} alerts and {len(rules) - alerts} records covered"
         else:
             problems, count = queries(
                 chart=args.chart, names_tool=args.names_tool, series_from=args.series_from, sets=args.sets
             )
-            summary = f"{count} expressions parse and select only known metrics; dashboards use the datasource variable"
+            summary = f"{count} expressions parse and select only known metrics; dashboards use $datasource"
     except render.RenderError as err:
         print(f"check.py: {err}", file=sys.stderr)
         return 3

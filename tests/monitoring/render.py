@@ -1,12 +1,14 @@
 """Render the monitoring subchart with helm and pull out what the checks need.
 
+    render.py manifests OUT.yaml     every rendered manifest
     render.py rules OUT.yaml         the PrometheusRule's groups, as a Prometheus rule file
     render.py dashboards OUT_DIR     every dashboard ConfigMap's JSON, one file per dashboard
     render.py expressions OUT.json   every PromQL expression: rules, dashboard targets and variables,
                                      autoscaling queries (with their templating filled in)
 
 The chart is rendered through the umbrella (`--chart`, default charts/emotion-serving), the way users
-install it, with `--api-versions monitoring.coreos.com/v1` so the operator's resources render.
+install it, with `--api-versions monitoring.coreos.com/v1` so the operator's resources render, and
+monitoring.enabled=true.
 `--set key=value` passes values (umbrella paths, e.g. monitoring.rules.rateWindow=10s).
 Exit codes: 0 done, 2 usage, 3 the chart did not render or held nothing to extract.
 """
@@ -23,10 +25,13 @@ from typing import Any
 
 import yaml
 
+from devstack.paths import tool
+
 REPO = Path(__file__).resolve().parents[2]
 UMBRELLA = REPO / "charts" / "emotion-serving"
 RELEASE = "es"
 NAMESPACE = "emotion"
+SIDECAR_LABEL = "grafana_dashboard"
 
 #: What Grafana substitutes for the dashboards' variables before a query reaches Prometheus.
 GRAFANA_VARIABLES = {
@@ -54,8 +59,8 @@ class RenderError(Exception):
 
 def render(*, chart: Path = UMBRELLA, sets: Sequence[str] = ()) -> list[dict[str, Any]]:
     """The chart's manifests as rendered by `helm template` (release es, namespace emotion)."""
-    argv = ["helm", "template", RELEASE, str(chart), "--namespace", NAMESPACE]
-    argv += ["--api-versions", "monitoring.coreos.com/v1"]
+    argv = [str(tool("helm")), "template", RELEASE, str(chart), "--namespace", NAMESPACE]
+    argv += ["--api-versions", "monitoring.coreos.com/v1", "--set", "monitoring.enabled=true"]
     for item in sets:
         argv += ["--set", item]
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
@@ -73,10 +78,11 @@ def rule_groups(docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def dashboards(docs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """file name -> dashboard JSON of every ConfigMap that carries a dashboard."""
+    """file name -> dashboard JSON of every ConfigMap the Grafana sidecar loads (default label)."""
     found: dict[str, dict[str, Any]] = {}
     for doc in docs:
-        if doc.get("kind") != "ConfigMap":
+        labels = doc.get("metadata", {}).get("labels") or {}
+        if doc.get("kind") != "ConfigMap" or labels.get(SIDECAR_LABEL) != "1":
             continue
         for key, text in (doc.get("data") or {}).items():
             if key.endswith(".json"):
@@ -144,15 +150,19 @@ def expressions(docs: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["rules", "dashboards", "expressions"])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("what", choices=["manifests", "rules", "dashboards", "expressions"])
     parser.add_argument("out", type=Path)
     parser.add_argument("--chart", type=Path, default=UMBRELLA)
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     try:
         docs = render(chart=args.chart, sets=args.sets)
-        if args.what == "rules":
+        if args.what == "manifests":
+            args.out.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        elif args.what == "rules":
             args.out.write_text(yaml.safe_dump({"groups": rule_groups(docs)}, sort_keys=False))
         elif args.what == "dashboards":
             args.out.mkdir(parents=True, exist_ok=True)
