@@ -1,1 +1,7 @@
-"""placeholder"""
+"""model-packager: a HuggingFace sequence classifier to ONNX (Triton) and OpenVINO IR (OVMS), proven equal,
+published atomically for both servers. The command line is model_packager.cli; the bucket layout is
+model_packager.layout."""
+
+from importlib import metadata
+
+__version__ = metadata.version("model-packager")

@@ -1,0 +1,113 @@
+"""Fixtures: a stand-in checkpoint shaped like the default model, a built tree, the CLI as users run it.
+
+No hub access here: the checkpoint is model_packager.standin's (BERT, 3 layers, hidden 312, 12
+heads, intermediate 600, 2048 positions, vocabulary 83,828, 6 labels, multi-label) with a WordPiece
+tokenizer trained on the shared Russian corpus.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from devstack.s3 import S3Server
+from model_packager.build import BuildOptions, build
+from model_packager.manifest import LocalTree
+from model_packager.progress import Reporter
+from model_packager.standin import build_stand_in
+
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ru-emotions" / "valid.csv"
+
+
+def corpus_sentences() -> list[str]:
+    with CORPUS.open(encoding="utf-8", newline="") as handle:
+        return [row["text"] for row in csv.DictReader(handle)]
+
+
+@pytest.fixture(scope="session")
+def corpus() -> list[str]:
+    return corpus_sentences()
+
+
+@pytest.fixture(scope="session")
+def sample(corpus: list[str]) -> list[str]:
+    """The parity sample the tests build with: 64 sentences spread over the corpus."""
+    step = len(corpus) // 64
+    return corpus[::step][:64]
+
+
+@pytest.fixture(scope="session")
+def stand_in(tmp_path_factory: pytest.TempPathFactory, corpus: list[str]) -> Path:
+    return build_stand_in(output=tmp_path_factory.mktemp("ckpt") / "stand-in", sentences=corpus)
+
+
+@pytest.fixture(scope="session")
+def tree(tmp_path_factory: pytest.TempPathFactory, stand_in: Path, sample: list[str]) -> LocalTree:
+    """The default build (fp32, text models on) of the stand-in, as version 1."""
+    from model_packager.source import resolve
+
+    return build(
+        source=resolve(model=str(stand_in)),
+        options=BuildOptions(),
+        output=tmp_path_factory.mktemp("build") / "tree",
+        version=1,
+        sentences=sample,
+        reporter=Reporter(),
+    )
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.stdout.strip().splitlines()[-1])
+
+    @property
+    def error(self) -> str:
+        """The one-line error the CLI printed (its first stderr line that starts with model-packager:)."""
+        lines = [line for line in self.stderr.splitlines() if line.startswith("model-packager: ")]
+        return lines[-1] if lines else ""
+
+
+Packager = Callable[..., Result]
+
+
+@pytest.fixture
+def packager() -> Packager:
+    """Run the model-packager CLI in a subprocess, as the Job does; env adds to the environment."""
+
+    def run(*args: str, env: Mapping[str, str] | None = None, timeout: float = 600) -> Result:
+        completed = subprocess.run(
+            [sys.executable, "-m", "model_packager", "--log-format", "json", *args],
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return Result(completed.returncode, completed.stdout, completed.stderr)
+
+    return run
+
+
+@pytest.fixture
+def bucket_args(s3_server: S3Server, bucket_name: str) -> list[str]:
+    """--endpoint/--bucket for the session's S3 server and the test's own bucket."""
+    return ["--endpoint", s3_server.endpoint, "--bucket", bucket_name]
+
+
+@pytest.fixture
+def s3_env(s3_server: S3Server) -> dict[str, str]:
+    return s3_server.env()
