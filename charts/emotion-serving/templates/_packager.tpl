@@ -37,8 +37,9 @@ refused, conflict (model-packager errors.py PERMANENT; `make chart-contract` com
 {{- end }}
 
 {{/*
-With the bundled MinIO, an initContainer waits until the writer's credentials list the bucket: the
-MinIO setup Job makes both, and the packager would otherwise fail at once on refused credentials (exit 5).
+With the bundled MinIO, an initContainer waits until the writer's credentials list the bucket (MinIO's
+pod turns Ready once its setup container made both), so the packager does not spend its own retries
+on a MinIO that is still starting.
 */}}
 {{- define "emotion-serving.packager.waitForBucket" -}}
 - name: wait-for-bucket

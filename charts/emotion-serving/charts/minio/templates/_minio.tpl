@@ -53,22 +53,18 @@ delete and multipart uploads). (dict "bucket" NAME "access" "reader"|"writer")
 {{- end }}
 
 {{/*
-Values for the setup Job's pod: MinIO's, with MinIO's service account.
-*/}}
-{{- define "emotion-serving.minio.setupValues" -}}
-{{- $account := include "emotion-serving.serviceAccountName" (dict "ctx" . "component" "minio" "values" .Values) -}}
-{{- toYaml (merge (dict "serviceAccount" (dict "create" false "name" $account)) (deepCopy .Values)) -}}
-{{- end }}
-
-{{/*
-The setup Job's files: its script and the two policies. The script makes the bucket, the policies
-and the two users; every step is idempotent, so the Job may run again at any upgrade.
+The setup container's files: its script and the two policies. The script waits for MinIO on
+localhost, makes the bucket, the policies and the two users (every step idempotent: it runs again
+whenever the pod starts), marks itself done for its readiness probe, and idles. MinIO's pod is Ready,
+and its Service routes, only once the users exist: a client never sees refused credentials that a
+moment later would have worked.
 */}}
 {{- define "emotion-serving.minio.setupConfig" -}}
 setup.sh: |
   set -eu
+  rm -f /tmp/setup-done
   deadline=$(( $(date +%s) + TIMEOUT_SECONDS ))
-  until mc alias set root "$MINIO_ENDPOINT" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >/dev/null; do
+  until mc alias set root "$MINIO_ENDPOINT" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >/dev/null 2>&1; do
     if [ "$(date +%s)" -ge "$deadline" ]; then
       echo "minio-setup: MinIO at $MINIO_ENDPOINT did not answer within ${TIMEOUT_SECONDS}s" >&2
       exit 1
@@ -87,6 +83,8 @@ setup.sh: |
   setup_user emotion-serving-reader "$READER_ACCESS_KEY_ID" "$READER_SECRET_ACCESS_KEY"
   setup_user emotion-serving-writer "$WRITER_ACCESS_KEY_ID" "$WRITER_SECRET_ACCESS_KEY"
   echo "minio-setup: bucket $BUCKET ready, with a reader and a writer user"
+  touch /tmp/setup-done
+  exec sleep infinity
 {{- range $access := list "reader" "writer" }}
 emotion-serving-{{ $access }}.json: |
   {{- include "emotion-serving.minio.policy" (dict "bucket" $.Values.global.s3.bucket "access" $access) | nindent 2 }}
@@ -94,69 +92,58 @@ emotion-serving-{{ $access }}.json: |
 {{- end }}
 
 {{/*
-The setup Job's pod template. (the setup dict, plus "configName" and "configHash")
+The setup container, beside MinIO in its pod. (the top-level context)
 */}}
-{{- define "emotion-serving.minio.setupPod" -}}
-{{- $ctx := .ctx -}}
-{{- $s3 := $ctx.Values.global.s3 -}}
-{{- $root := include "emotion-serving.minio.rootSecretName" $ctx -}}
-metadata:
-  labels:
-    {{- include "emotion-serving.selectorLabels" . | nindent 4 }}
-  annotations:
-    checksum/config: {{ .configHash }}
-spec:
-  {{- include "emotion-serving.podCommon" . | nindent 2 }}
-  restartPolicy: Never
-  containers:
+{{- define "emotion-serving.minio.setupContainer" -}}
+{{- $s3 := .Values.global.s3 -}}
+{{- $root := include "emotion-serving.minio.rootSecretName" . -}}
+- name: setup
+  {{- include "emotion-serving.containerImage" (dict "ctx" . "image" .Values.image) | nindent 2 }}
+  command: ["sh", "/setup/setup.sh"]
+  env:
+    - name: MINIO_ENDPOINT
+      value: {{ printf "http://127.0.0.1:%v" (include "emotion-serving.ports" . | fromYaml).minio.api | quote }}
+    - name: BUCKET
+      value: {{ $s3.bucket | quote }}
+    - name: TIMEOUT_SECONDS
+      value: {{ .Values.setup.timeoutSeconds | quote }}
+    - name: MC_CONFIG_DIR
+      value: /tmp/mc
+    - name: MINIO_ROOT_USER
+      valueFrom:
+        secretKeyRef:
+          name: {{ $root }}
+          key: {{ .Values.auth.rootUserKey }}
+    - name: MINIO_ROOT_PASSWORD
+      valueFrom:
+        secretKeyRef:
+          name: {{ $root }}
+          key: {{ .Values.auth.rootPasswordKey }}
+    {{- range $access := list "reader" "writer" }}
+    {{- $secret := include "emotion-serving.s3.secretName" (dict "ctx" $ "access" $access) }}
+    - name: {{ upper $access }}_ACCESS_KEY_ID
+      valueFrom:
+        secretKeyRef:
+          name: {{ $secret }}
+          key: {{ $s3.accessKeyIdKey }}
+    - name: {{ upper $access }}_SECRET_ACCESS_KEY
+      valueFrom:
+        secretKeyRef:
+          name: {{ $secret }}
+          key: {{ $s3.secretAccessKeyKey }}
+    {{- end }}
+  readinessProbe:
+    exec:
+      command: ["cat", "/tmp/setup-done"]
+    periodSeconds: 5
+  resources:
+    {{- toYaml .Values.setup.resources | nindent 4 }}
+  securityContext:
+    {{- include "emotion-serving.containerSecurityContext" (dict "values" .Values) | nindent 4 }}
+  volumeMounts:
     - name: setup
-      {{- include "emotion-serving.containerImage" (dict "ctx" $ctx "image" $ctx.Values.image) | nindent 6 }}
-      command: ["sh", "/setup/setup.sh"]
-      env:
-        - name: MINIO_ENDPOINT
-          value: {{ include "emotion-serving.s3.endpoint" $ctx | quote }}
-        - name: BUCKET
-          value: {{ $s3.bucket | quote }}
-        - name: TIMEOUT_SECONDS
-          value: {{ $ctx.Values.setup.timeoutSeconds | quote }}
-        - name: MC_CONFIG_DIR
-          value: /tmp/mc
-        - name: MINIO_ROOT_USER
-          valueFrom:
-            secretKeyRef:
-              name: {{ $root }}
-              key: {{ $ctx.Values.auth.rootUserKey }}
-        - name: MINIO_ROOT_PASSWORD
-          valueFrom:
-            secretKeyRef:
-              name: {{ $root }}
-              key: {{ $ctx.Values.auth.rootPasswordKey }}
-        {{- range $access := list "reader" "writer" }}
-        {{- $secret := include "emotion-serving.s3.secretName" (dict "ctx" $ctx "access" $access) }}
-        - name: {{ upper $access }}_ACCESS_KEY_ID
-          valueFrom:
-            secretKeyRef:
-              name: {{ $secret }}
-              key: {{ $s3.accessKeyIdKey }}
-        - name: {{ upper $access }}_SECRET_ACCESS_KEY
-          valueFrom:
-            secretKeyRef:
-              name: {{ $secret }}
-              key: {{ $s3.secretAccessKeyKey }}
-        {{- end }}
-      resources:
-        {{- toYaml $ctx.Values.setup.resources | nindent 8 }}
-      securityContext:
-        {{- include "emotion-serving.containerSecurityContext" . | nindent 8 }}
-      volumeMounts:
-        - name: setup
-          mountPath: /setup
-          readOnly: true
-        - name: tmp
-          mountPath: /tmp
-  volumes:
-    - name: setup
-      configMap:
-        name: {{ .configName }}
-    {{- include "emotion-serving.tmpVolume" (dict "sizeLimit" "64Mi") | nindent 4 }}
+      mountPath: /setup
+      readOnly: true
+    - name: tmp
+      mountPath: /tmp
 {{- end }}
