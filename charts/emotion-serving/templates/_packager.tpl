@@ -26,6 +26,8 @@ refused, conflict (model-packager errors.py PERMANENT; `make chart-contract` com
 - --precision={{ $p.precision }}
 - --activation={{ $p.activation }}
 - --triton-device={{ $p.tritonDevice }}
+- --tensorrt={{ $p.tensorrt }}
+- --max-batch-size={{ $p.maxBatchSize }}
 - --text={{ ternary "on" "off" $g.model.text }}
 - --work-dir=/work
 {{- if $g.s3.ca.configMap }}

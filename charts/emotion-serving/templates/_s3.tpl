@@ -120,7 +120,7 @@ CA option of their own and verify against it). (dict "ctx" $ "path" PATH)
 {{/*
 The initContainer of each server: `model-packager wait` until the wanted version of the models is
 published and READY, so a server never starts on an empty or half-written bucket.
-(dict "ctx" $ "values" VALUES), VALUES.waitForModel holding its resources.
+(dict "ctx" $); its timeout and resources are global.wait's.
 */}}
 {{- define "emotion-serving.waitForModel" -}}
 {{- $g := .ctx.Values.global -}}
@@ -136,15 +136,13 @@ published and READY, so a server never starts on an empty or half-written bucket
     - --version={{ $g.model.version }}
     {{- end }}
     - --timeout={{ $g.wait.timeoutSeconds }}
+    {{- if $g.s3.ca.configMap }}
+    - --ca-bundle=/etc/emotion-serving/s3-ca/ca.crt
+    {{- end }}
   env:
     - name: AWS_REGION
       value: {{ $g.s3.region | quote }}
     {{- include "emotion-serving.s3.credentialsEnv" (dict "ctx" .ctx "access" "reader") | nindent 4 }}
-    {{- if $g.s3.ca.configMap }}
-    # minio-py (the packager's S3 client) verifies TLS against this bundle.
-    - name: SSL_CERT_FILE
-      value: /etc/emotion-serving/s3-ca/ca.crt
-    {{- end }}
   resources:
     {{- toYaml $g.wait.resources | nindent 4 }}
   securityContext:

@@ -52,6 +52,9 @@ spec:
         {{- with .Values.global.model.version }}
         - --version={{ . }}
         {{- end }}
+        {{- if not .Values.global.model.text }}
+        - --input=tokens
+        {{- end }}
         {{- end }}
       env:
         - name: AWS_REGION

@@ -1,0 +1,126 @@
+"""The commands the chart renders are ones the packager's and the load tester's CLIs accept.
+
+The chart is rendered by the real helm (.tools/bin, `make setup`); the argument lists of the packager
+Job, the servers' `wait` initContainers and the `helm test` pod are parsed by the CLIs' own parsers.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from loadtest.cli import build_parser as loadtest_parser
+from model_packager import cli as packager_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+HELM = ROOT / ".tools" / "bin" / "helm"
+CHART = ROOT / "charts" / "emotion-serving"
+EXTERNAL_S3 = CHART / "tests" / "values" / "external-s3.yaml"
+
+
+def render(*options: str) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [str(HELM), "template", "es", str(CHART), "--namespace", "emotion", *options],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def component(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [
+        doc
+        for doc in docs
+        if doc["kind"] == kind
+        and (doc.get("spec", {}).get("template", {}).get("metadata") or doc["metadata"])["labels"][
+            "app.kubernetes.io/component"
+        ]
+        == name
+    ]
+    assert len(found) == 1, f"{len(found)} {kind} objects of component {name}"
+    return found[0]
+
+
+def parse_packager(argv: list[str]) -> Any:
+    try:
+        return packager_cli._parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse's usage error, exit code 2
+        pytest.fail(f"model-packager refuses {argv}: exit {exit_.code}")
+
+
+@pytest.fixture(scope="module")
+def default_render() -> list[dict[str, Any]]:
+    return render()
+
+
+def test_the_packager_job_runs_a_command_model_packager_accepts(default_render: list[dict[str, Any]]) -> None:
+    container = component(default_render, "Job", "packager")["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["model-packager"]
+    args = parse_packager(container["args"])
+    assert (args.command, args.model, args.name, args.bucket) == (
+        "run",
+        "seara/rubert-tiny2-cedr-russian-emotion",
+        "emotion",
+        "models",
+    )
+    assert args.endpoint == "http://es-emotion-serving-minio.emotion.svc:9000"
+    assert (args.max_length, args.precision, args.text, args.work_dir) == (128, "fp32", "on", Path("/work"))
+
+
+@pytest.mark.parametrize("server", ["ovms", "triton"])
+def test_each_server_waits_with_a_command_model_packager_accepts(
+    default_render: list[dict[str, Any]], server: str
+) -> None:
+    init = component(default_render, "Deployment", server)["spec"]["template"]["spec"]["initContainers"][0]
+    assert init["command"] == ["model-packager"]
+    args = parse_packager(init["args"])
+    assert (args.command, args.bucket, args.name, args.version, args.timeout) == (
+        "wait",
+        "models",
+        "emotion",
+        None,
+        1800.0,
+    )
+
+
+def test_a_pinned_version_and_a_ca_bundle_reach_both_commands() -> None:
+    docs = render("--values", str(EXTERNAL_S3), "--set", "global.model.version=3")
+    init = component(docs, "Deployment", "ovms")["spec"]["template"]["spec"]["initContainers"][0]
+    wait = parse_packager(init["args"])
+    assert (wait.version, wait.ca_bundle) == (3, Path("/etc/emotion-serving/s3-ca/ca.crt"))
+    job = component(docs, "Job", "packager")["spec"]["template"]["spec"]["containers"][0]
+    run = parse_packager(job["args"])
+    assert (run.endpoint, run.bucket, run.ca_bundle) == (
+        "https://s3.storage.example.internal",
+        "emotion-models",
+        Path("/etc/emotion-serving/s3-ca/ca.crt"),
+    )
+
+
+def test_helm_test_runs_a_smoke_check_loadtest_accepts(default_render: list[dict[str, Any]]) -> None:
+    container = component(default_render, "Pod", "tests")["spec"]["containers"][0]
+    assert container["command"] == ["loadtest"]
+    args = loadtest_parser().parse_args(container["args"])
+    assert args.command == "smoke"
+    assert args.target == [
+        "ovms=es-emotion-serving-ovms.emotion.svc:8000",
+        "triton=es-emotion-serving-triton.emotion.svc:8000",
+    ]
+    assert (args.protocol, args.model, args.package) == ("http", "emotion", "s3://models")
+    assert args.s3_endpoint == "http://es-emotion-serving-minio.emotion.svc:9000"
+
+
+def test_helm_test_over_grpc_without_the_text_model() -> None:
+    docs = render("--set", "tests.protocol=grpc", "--set", "global.model.text=false")
+    container = component(docs, "Pod", "tests")["spec"]["containers"][0]
+    args = loadtest_parser().parse_args(container["args"])
+    assert args.target == [
+        "ovms=es-emotion-serving-ovms.emotion.svc:9000",
+        "triton=es-emotion-serving-triton.emotion.svc:8001",
+    ]
+    assert args.input == ("tokens",)
