@@ -4,6 +4,7 @@
     python hack/charts.py compare LEFT RIGHT        two renders hold the same objects
     python hack/charts.py exit-codes RENDER         the Job's FailJob codes are the packager's permanent ones
     python hack/charts.py docs README               every value in the README's table has a description
+    python hack/charts.py restricted RENDER...      every pod meets Pod Security Standards "restricted"
 
 `schema` expands charts/emotion-serving/schema/<chart>.yaml: `$fragments` in a `properties` map
 become the shared property sets of schema/defs.yaml, and the `$defs` the chart refers to are copied
@@ -41,6 +42,21 @@ SCHEMA_TARGETS = {
 }
 GENERATED = "emotion-serving/generated"
 REF_PREFIX = "#/$defs/"
+#: Pod Security Standards, "restricted" profile (Kubernetes docs, concepts/security/pod-security-standards).
+RESTRICTED_VOLUMES = frozenset(
+    {
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    }
+)
+RESTRICTED_SECCOMP = frozenset({"RuntimeDefault", "Localhost"})
+RESTRICTED_ADD_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
 
 
 class CheckFailed(Exception):
@@ -186,6 +202,71 @@ def check_docs(*, readme: Path) -> int:
     return len(rows)
 
 
+def _pod_specs(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod specs an object runs: a Pod's own, a workload's template, a CronJob's job template."""
+    spec = document.get("spec") or {}
+    kind = document.get("kind")
+    if kind == "Pod":
+        return [spec]
+    if kind == "CronJob":
+        return [spec["jobTemplate"]["spec"]["template"]["spec"]]
+    if kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}:
+        return [spec["template"]["spec"]]
+    return []
+
+
+def restricted_violations(pod: dict[str, Any]) -> list[str]:
+    """What keeps a pod spec from the "restricted" Pod Security profile (empty when it meets it)."""
+    problems = [f"spec.{key}: true" for key in ("hostNetwork", "hostPID", "hostIPC") if pod.get(key)]
+    for volume in pod.get("volumes") or []:
+        kind = next((key for key in volume if key != "name"), None)
+        if kind not in RESTRICTED_VOLUMES:
+            problems.append(f"volume {volume['name']}: type {kind} is not allowed")
+    pod_context = pod.get("securityContext") or {}
+    for container in (pod.get("initContainers") or []) + (pod.get("containers") or []):
+        name, context = container["name"], container.get("securityContext") or {}
+
+        def effective(key: str, context: dict[str, Any] = context) -> Any:
+            return context[key] if key in context else pod_context.get(key)
+
+        if context.get("privileged"):
+            problems.append(f"container {name}: privileged")
+        if context.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"container {name}: allowPrivilegeEscalation is not false")
+        if effective("runAsNonRoot") is not True:
+            problems.append(f"container {name}: runAsNonRoot is not true")
+        if effective("runAsUser") == 0:
+            problems.append(f"container {name}: runAsUser is 0")
+        if (effective("seccompProfile") or {}).get("type") not in RESTRICTED_SECCOMP:
+            problems.append(f"container {name}: seccompProfile is not RuntimeDefault or Localhost")
+        capabilities = context.get("capabilities") or {}
+        if "ALL" not in (capabilities.get("drop") or []):
+            problems.append(f"container {name}: capabilities do not drop ALL")
+        added = set(capabilities.get("add") or []) - RESTRICTED_ADD_CAPABILITIES
+        if added:
+            problems.append(f"container {name}: adds capabilities {sorted(added)}")
+        if any(port.get("hostPort") for port in container.get("ports") or []):
+            problems.append(f"container {name}: uses a hostPort")
+    return problems
+
+
+def check_restricted(*, renders: Sequence[Path]) -> int:
+    """Raise CheckFailed unless every pod of the renders meets "restricted"; the number of pod specs."""
+    problems, count = [], 0
+    for render in renders:
+        for (kind, _, name), document in _objects(render).items():
+            for pod in _pod_specs(document):
+                count += 1
+                problems += [
+                    f"{render.name}: {kind}/{name}: {problem}" for problem in restricted_violations(pod)
+                ]
+    if problems:
+        raise CheckFailed(f"restricted: {len(problems)} violations of Pod Security restricted", problems)
+    if not count:
+        raise CheckFailed("restricted: no pods in the renders")
+    return count
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="charts.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -198,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     exit_codes.add_argument("render", type=Path)
     docs = commands.add_parser("docs", help="every value in the README's table has a description")
     docs.add_argument("readme", type=Path)
+    restricted = commands.add_parser("restricted", help='every pod meets Pod Security "restricted"')
+    restricted.add_argument("renders", type=Path, nargs="+")
     args = parser.parse_args(argv)
     try:
         if args.command == "schema":
@@ -207,6 +290,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "compare":
             count = compare_manifests(left=args.left, right=args.right)
             print(f"compare: {count} objects identical")
+        elif args.command == "restricted":
+            count = check_restricted(renders=args.renders)
+            print(
+                f"restricted: {count} pod specs in {len(args.renders)} renders meet Pod Security restricted"
+            )
         elif args.command == "docs":
             print(f"docs: {check_docs(readme=args.readme)} values, each with a description")
         else:

@@ -49,7 +49,7 @@ lint-charts: ## Charts: schemas and README current, every value documented, helm
 	ct lint --config ct.yaml
 
 .PHONY: test-charts
-test-charts: chart-unit chart-manifests chart-score chart-helm4 chart-contract ## Charts: unit tests, kubeconform, kube-score, helm 3 vs 4, packager contract
+test-charts: chart-unit chart-manifests chart-score chart-restricted chart-helm4 chart-contract ## Charts: unit tests, kubeconform, kube-score, Pod Security, helm 3 vs 4, packager contract
 
 .PHONY: chart-unit
 chart-unit: ## helm-unittest suites of the chart (tests/**/*_test.yaml)
@@ -85,6 +85,10 @@ chart-score: chart-render ## kube-score on every scenario: zero findings beyond 
 			$(CHART_OUT)/render/$(call chart_scenario,$(values))@$(lastword $(KUBE_VERSIONS)).yaml \
 			| { grep -v -e '^\[OK\]' -e '^\[SKIPPED\]' || true; } &&) true
 	@echo "chart-score: $(words $(CHART_SCENARIOS)) scenarios, no findings"
+
+.PHONY: chart-restricted
+chart-restricted: chart-render ## Every pod of every scenario meets Pod Security Standards "restricted"
+	$(PY) hack/charts.py restricted $(CHART_OUT)/render/*@$(lastword $(KUBE_VERSIONS)).yaml
 
 .PHONY: chart-helm4
 chart-helm4: chart-render ## helm 3 and helm 4 render the same objects for every scenario

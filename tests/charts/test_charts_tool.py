@@ -187,3 +187,74 @@ def test_cli_prints_one_line_per_difference_and_exits_1(
         f"  only in {left}: Service//api",
         f"  only in {right}: Service//web",
     ]
+
+
+RESTRICTED_POD = {
+    "securityContext": {
+        "runAsNonRoot": True,
+        "runAsUser": 5000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    },
+    "containers": [
+        {
+            "name": "server",
+            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        }
+    ],
+    "volumes": [{"name": "tmp", "emptyDir": {}}],
+}
+
+
+def test_restricted_accepts_a_pod_that_meets_the_profile() -> None:
+    assert charts.restricted_violations(RESTRICTED_POD) == []
+
+
+def test_restricted_names_each_violation() -> None:
+    pod = {
+        "hostNetwork": True,
+        "securityContext": {"runAsUser": 0},
+        "initContainers": [{"name": "init", "securityContext": {"privileged": True}}],
+        "containers": [
+            {
+                "name": "server",
+                "ports": [{"containerPort": 80, "hostPort": 80}],
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "runAsNonRoot": True,
+                    "seccompProfile": {"type": "Unconfined"},
+                    "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_BIND_SERVICE"]},
+                },
+            }
+        ],
+        "volumes": [{"name": "host", "hostPath": {"path": "/"}}],
+    }
+    assert charts.restricted_violations(pod) == [
+        "spec.hostNetwork: true",
+        "volume host: type hostPath is not allowed",
+        "container init: privileged",
+        "container init: allowPrivilegeEscalation is not false",
+        "container init: runAsNonRoot is not true",
+        "container init: runAsUser is 0",
+        "container init: seccompProfile is not RuntimeDefault or Localhost",
+        "container init: capabilities do not drop ALL",
+        "container server: runAsUser is 0",
+        "container server: seccompProfile is not RuntimeDefault or Localhost",
+        "container server: adds capabilities ['NET_ADMIN']",
+        "container server: uses a hostPort",
+    ]
+
+
+def test_restricted_checks_the_pods_of_workloads_in_a_render(tmp_path: Path) -> None:
+    weak = {**RESTRICTED_POD, "securityContext": {"runAsNonRoot": True}}
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}
+    render = _write_yaml(
+        tmp_path / "r.yaml",
+        SERVICE,
+        {**deployment, "spec": {"template": {"spec": RESTRICTED_POD}}},
+        {**deployment, "metadata": {"name": "weak"}, "spec": {"template": {"spec": weak}}},
+    )
+    with pytest.raises(charts.CheckFailed) as failure:
+        charts.check_restricted(renders=[render])
+    assert failure.value.lines == [
+        "r.yaml: Deployment/weak: container server: seccompProfile is not RuntimeDefault or Localhost"
+    ]
