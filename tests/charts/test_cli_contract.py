@@ -124,3 +124,18 @@ def test_helm_test_over_grpc_without_the_text_model() -> None:
         "triton=es-emotion-serving-triton.emotion.svc:8001",
     ]
     assert args.input == ("tokens",)
+
+
+def test_helm_refuses_a_cluster_older_than_kubernetes_1_30() -> None:
+    """podFailurePolicy's onPodConditions and the preStop sleep action need 1.30 (Chart.yaml kubeVersion)."""
+    done = subprocess.run(
+        [str(HELM), "template", "es", str(CHART), "--kube-version", "1.29.0"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1
+    assert (
+        "chart requires kubeVersion: >=1.30.0-0 which is incompatible with Kubernetes v1.29.0" in done.stderr
+    )
+    render("--kube-version", "1.30.0")
