@@ -34,7 +34,9 @@ class TritonPythonModel:
         try:
             texts = [item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in raw]
         except UnicodeDecodeError as err:
-            return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"text is not valid UTF-8: {err}"))
+            # Raised, not returned as an error response: Triton counts only raised errors as failures
+            # (nv_inference_request_failure), so bad input shows in the error-ratio alert.
+            raise pb_utils.TritonModelException(f"text is not valid UTF-8: {err}") from err
         ids, mask, types = self.tokenizer.encode_batch(texts)
         return pb_utils.InferenceResponse(
             [
