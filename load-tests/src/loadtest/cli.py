@@ -91,7 +91,7 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
         "--s3-endpoint", metavar="URL", help="S3 endpoint for an s3:// package, http(s)://host:port"
     )
     parser.add_argument(
-        "--package-version", type=positive_int, help="package version (default: the one READY names)"
+        "--version", type=positive_int, help="the package version to use (default: the one READY names)"
     )
     parser.add_argument(
         "--corpus",
@@ -206,9 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.05,
         help="smallest relative change that counts (default: 0.05)",
     )
-    compare.add_argument(
-        "--z", type=positive_float, default=3.0, help="t/z statistic a change must reach (3)"
-    )
 
     release = commands.add_parser(
         "release",
@@ -227,10 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument(
         "run_args", nargs=argparse.REMAINDER, metavar="-- RUN-OPTIONS", help="options for `run`"
     )
+    for command in (run, smoke, compare, release):
+        command.set_defaults(command_parser=command)
     return parser
 
 
-def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def _check(args: argparse.Namespace) -> None:
+    """Checks that involve several options; errors read like argparse's own."""
+    parser = args.command_parser
     if args.command == "run":
         if args.slo_search and (args.rate is None or args.slo_p99_ms is None):
             parser.error("--slo-search needs --rate START and --slo-p99-ms")
@@ -243,7 +244,7 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _check(parser, args)
+    _check(args)
     try:
         return int(_dispatch(args))
     except LoadTestError as err:
@@ -283,7 +284,7 @@ def _dispatch(args: argparse.Namespace) -> ExitCode:
             seed=args.seed,
             package=args.package,
             s3_endpoint=args.s3_endpoint,
-            version=args.package_version,
+            version=args.version,
             corpus=args.corpus,
             output=args.output,
         )
@@ -301,7 +302,7 @@ def _dispatch(args: argparse.Namespace) -> ExitCode:
             inputs=args.input,
             package=args.package,
             s3_endpoint=args.s3_endpoint,
-            version=args.package_version,
+            version=args.version,
             corpus=args.corpus,
             sentences=args.sentences,
             tolerance=args.tolerance,
@@ -314,7 +315,7 @@ def _dispatch(args: argparse.Namespace) -> ExitCode:
         from loadtest.report import load_report
 
         old, new = load_report(args.old), load_report(args.new)
-        changes = compare_reports(old, new, min_change=args.min_change, z=args.z)
+        changes = compare_reports(old, new, min_change=args.min_change)
         if not changes:
             raise BadInput(f"{args.old} and {args.new} have no level in common")
         print(markdown(changes, unmatched(old, new)), end="")

@@ -2,9 +2,10 @@
 
 Levels are matched by target, mode and value. For throughput, p50 and p99 the noise comes from the
 runs themselves: each level's per-interval figures (one per --interval) are samples, and the difference
-of the two means is judged with Welch's t statistic. A change counts when |t| is at least `z` (default 3)
-and the relative change of the level's overall figure is at least `min_change` (default 5 %). Error and
-mismatch rates are compared as proportions (two-proportion z statistic) with the same bounds.
+of the two means is judged with Welch's t test at 99 % confidence (two-sided; the critical value for the
+Welch-Satterthwaite degrees of freedom, so that a few intervals need a large difference). Error and
+mismatch rates are compared as proportions (two-proportion z test, 99 %). A change also has to move the
+level's overall figure by at least `min_change` (default 5 %) to count.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ from loadtest.report import level_name
 
 #: Fewer intervals than this on either side: the noise cannot be estimated.
 MIN_INTERVALS = 3
+#: Two-sided 99 % critical values of Student's t for 1..30 degrees of freedom (standard tables); beyond 30,
+#: the normal distribution's 2.576.
+T_CRITICAL_99 = (
+    63.657, 9.925, 5.841, 4.604, 4.032, 3.707, 3.499, 3.355, 3.250, 3.169,
+    3.106, 3.055, 3.012, 2.977, 2.947, 2.921, 2.898, 2.878, 2.861, 2.845,
+    2.831, 2.819, 2.807, 2.797, 2.787, 2.779, 2.771, 2.763, 2.756, 2.750,
+)  # fmt: skip
+Z_CRITICAL_99 = 2.576
 
 
 @dataclass(frozen=True)
@@ -27,7 +36,8 @@ class Change:
     old: float | None
     new: float | None
     relative: float | None
-    statistic: float | None
+    statistic: float | None  # t or z
+    critical: float | None  # what |statistic| must reach
     verdict: str  # better, worse, same (within noise), unknown
 
 
@@ -39,12 +49,12 @@ _MEASURES: dict[str, tuple[Any, str, bool]] = {
 }
 
 
-def compare_reports(old: dict[str, Any], new: dict[str, Any], *, min_change: float, z: float) -> list[Change]:
+def compare_reports(old: dict[str, Any], new: dict[str, Any], *, min_change: float) -> list[Change]:
     def key(result: dict[str, Any]) -> tuple[str, str, float, Any]:
         return (result["target"], result["mode"], float(result["value"]), result.get("arrival"))
 
     olds = {key(r): r for r in old["results"] if not r.get("probe")}
-    bounds = {"min_change": min_change, "z": z}
+    bounds = {"min_change": min_change}
     changes = []
     for result in new["results"]:
         if result.get("probe") or key(result) not in olds:
@@ -87,54 +97,57 @@ def _judge(
     metric: str,
     old: float | None,
     new: float | None,
-    statistic: float | None,
+    test: tuple[float, float] | None,
     *,
     higher_better: bool,
     min_change: float,
-    z: float,
 ) -> Change:
-    if old is None or new is None or statistic is None:
-        return Change(*where, metric, old, new, None, statistic, "unknown")
+    if old is None or new is None or test is None:
+        return Change(*where, metric, old, new, None, None, None, "unknown")
+    statistic, critical = test
     relative = (new - old) / abs(old) if old else (0.0 if new == 0 else math.inf)
     verdict = "same"
-    if abs(statistic) >= z and abs(relative) >= min_change:
+    if abs(statistic) >= critical and abs(relative) >= min_change:
         improved = (new > old) == higher_better
         verdict = "better" if improved else "worse"
-    return Change(*where, metric, old, new, relative, statistic, verdict)
+    return Change(*where, metric, old, new, relative, statistic, critical, verdict)
 
 
-def _welch(a: list[float], b: list[float]) -> float | None:
-    """Welch's t for the difference of means of b and a (None with too few samples)."""
+def _welch(a: list[float], b: list[float]) -> tuple[float, float] | None:
+    """Welch's t for the difference of the means of b and a, and its 99 % critical value (None with too few
+    samples)."""
     if len(a) < MIN_INTERVALS or len(b) < MIN_INTERVALS:
         return None
     mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
-    var_a = sum((x - mean_a) ** 2 for x in a) / (len(a) - 1)
-    var_b = sum((x - mean_b) ** 2 for x in b) / (len(b) - 1)
-    spread = math.sqrt(var_a / len(a) + var_b / len(b))
+    share_a = sum((x - mean_a) ** 2 for x in a) / (len(a) - 1) / len(a)
+    share_b = sum((x - mean_b) ** 2 for x in b) / (len(b) - 1) / len(b)
+    spread = math.sqrt(share_a + share_b)
     if spread == 0:
-        return 0.0 if mean_a == mean_b else math.copysign(math.inf, mean_b - mean_a)
-    return (mean_b - mean_a) / spread
+        return (0.0 if mean_a == mean_b else math.copysign(math.inf, mean_b - mean_a)), T_CRITICAL_99[0]
+    freedom = (share_a + share_b) ** 2 / (share_a**2 / (len(a) - 1) + share_b**2 / (len(b) - 1))
+    degrees = max(1, math.floor(freedom))
+    critical = T_CRITICAL_99[degrees - 1] if degrees <= len(T_CRITICAL_99) else Z_CRITICAL_99
+    return (mean_b - mean_a) / spread, critical
 
 
-def _proportions(count_a: int, total_a: int, count_b: int, total_b: int) -> float | None:
+def _proportions(count_a: int, total_a: int, count_b: int, total_b: int) -> tuple[float, float] | None:
+    """The two-proportion z statistic and its 99 % critical value."""
     if not total_a or not total_b:
         return None
     pooled = (count_a + count_b) / (total_a + total_b)
     spread = math.sqrt(pooled * (1 - pooled) * (1 / total_a + 1 / total_b))
     difference = count_b / total_b - count_a / total_a
-    if spread == 0:
-        return 0.0
-    return difference / spread
+    return (difference / spread if spread else 0.0), Z_CRITICAL_99
 
 
 def markdown(changes: list[Change], notes: list[str]) -> str:
     lines = [
-        "| target | level | metric | old | new | change | t | verdict |",
+        "| target | level | metric | old | new | change | statistic (99 % bound) | verdict |",
         "|---|---|---|---:|---:|---:|---:|---|",
     ]
     for c in changes:
         relative = "-" if c.relative is None else f"{c.relative:+.1%}"
-        statistic = "-" if c.statistic is None else f"{c.statistic:+.1f}"
+        statistic = "-" if c.statistic is None else f"{c.statistic:+.1f} ({c.critical:.2f})"
         verdict = f"**{c.verdict}**" if c.verdict == "worse" else c.verdict
         lines.append(
             f"| {c.target} | {c.level} | {c.metric} | {_figure(c.old)} | {_figure(c.new)} | {relative} | "

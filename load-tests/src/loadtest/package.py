@@ -1,6 +1,6 @@
 """Read a packaged model (what the model-packager publishes) from a local folder or an S3 bucket.
 
-Both hold the same keys (docs/contracts.md, model-packager/src/model_packager/layout.py):
+Both hold the same keys, named by the packager's model_packager.layout (docs/contracts.md):
 
     manifests/<name>/READY                      {"version", "manifest": "manifests/<name>/N.json", "sha256"}
     manifests/<name>/<N>.json                   labels, activation, options.max_length, sha256 of every object
@@ -22,8 +22,10 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from loadtest.errors import BadInput, Unavailable
+from model_packager.layout import Layout, Server
 
 S3_SCHEME = "s3://"
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class Store(Protocol):
@@ -96,10 +98,10 @@ class S3Store:
             response = self.client().get_object(self.bucket, full)
         except S3Error as err:
             if err.code in {"NoSuchKey", "NoSuchBucket"}:
-                raise BadInput(f"package {self.location}: {full} is missing ({err.code})") from None
-            raise BadInput(f"package {self.location}: reading {full} was refused: {err.code}") from None
+                raise BadInput(f"package {self.location}: {key} is missing ({err.code})") from None
+            raise BadInput(f"package {self.location}: reading {key} was refused: {err.code}") from None
         except HTTPError as err:
-            raise Unavailable(f"package {self.location}: cannot reach the S3 endpoint: {err}") from None
+            raise Unavailable(f"package {self.location}: cannot reach the S3 endpoint ({err})") from None
         try:
             return response.read()
         finally:
@@ -146,11 +148,28 @@ class Package:
 
     @property
     def tokenizer_key(self) -> str:
-        return f"triton/{self.name}-tokenizer/{self.version}/tokenizer.json"
+        """The manifest's models.tokenizer.key, else where the packager puts it."""
+        listed = (self._models.get("tokenizer") or {}).get("key")
+        if listed:
+            return str(listed)
+        layout = Layout(self.name)
+        return f"{Layout.version_dir(Server.TRITON, layout.tokenizer_model, self.version)}/tokenizer.json"
+
+    @property
+    def token_inputs(self) -> tuple[str, ...]:
+        """The token model's inputs (the manifest's models.token.inputs; a BERT's three by default)."""
+        listed = (self._models.get("token") or {}).get("inputs")
+        return tuple(listed) if listed else TOKEN_INPUTS
+
+    @property
+    def _models(self) -> dict[str, Any]:
+        models = self.manifest.get("models")
+        return models if isinstance(models, dict) else {}
 
     @property
     def onnx_key(self) -> str:
-        return f"triton/{self.name}/{self.version}/model.onnx"
+        layout = Layout(self.name)
+        return f"{Layout.version_dir(Server.TRITON, layout.token_model, self.version)}/model.onnx"
 
     def read_verified(self, key: str) -> bytes:
         """The object's bytes, checked against the manifest's sha256 where the manifest lists the key."""
@@ -169,6 +188,7 @@ class Package:
             "labels": list(self.labels),
             "activation": self.activation,
             "max_length": self.max_length,
+            "token_inputs": list(self.token_inputs),
         }
 
 
@@ -177,7 +197,8 @@ def open_package(
 ) -> Package:
     """READY (or the manifest of `version`), checked: its sha256 and the fields the tester needs."""
     store = open_store(source, s3_endpoint=s3_endpoint)
-    ready_key = f"manifests/{name}/READY"
+    layout = Layout(name)
+    ready_key = layout.ready
     ready = _json(store, ready_key, store.read(ready_key))
     try:
         ready_version = int(ready["version"])
@@ -188,7 +209,7 @@ def open_package(
         version = ready_version
         expected_sha = ready.get("sha256")
     else:
-        manifest_key, expected_sha = f"manifests/{name}/{version}.json", None
+        manifest_key, expected_sha = layout.manifest(version), None
     raw = store.read(manifest_key)
     sha = hashlib.sha256(raw).hexdigest()
     if expected_sha is not None and sha != expected_sha:
@@ -203,6 +224,11 @@ def open_package(
         ) from None
     if not labels or max_length < 2:
         raise BadInput(f"package {store.location}: {manifest_key} has no labels or a max_length below 2")
+    unknown = sorted(set(package.token_inputs) - set(TOKEN_INPUTS))
+    if unknown or "input_ids" not in package.token_inputs:
+        raise BadInput(
+            f"package {store.location}: the token model's inputs {list(package.token_inputs)} are not BERT's"
+        )
     return package
 
 

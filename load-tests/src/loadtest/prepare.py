@@ -21,7 +21,6 @@ from loadtest.corpus import Corpus
 from loadtest.errors import BadInput
 from loadtest.package import Package
 
-TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 TEXT_INPUT = "text"
 OUTPUT = "probabilities"
 CACHE_FORMAT = 1
@@ -40,6 +39,7 @@ class Prepared:
     offsets: np.ndarray  # int64 [n + 1]
     reference: np.ndarray  # float32 [n, labels]
     pad_id: int
+    token_inputs: tuple[str, ...]  # what the token model takes (a subset of TOKEN_INPUTS)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -64,7 +64,8 @@ class RequestData:
 
 
 def cache_key(package: Package, corpus: Corpus) -> str:
-    return f"{package.name}-v{package.version}-{package.manifest_sha256[:12]}-{corpus.sha256[:12]}"
+    digests = f"{package.manifest_sha256[:12]}-{corpus.sha256[:12]}"
+    return f"{package.name}-v{package.version}-{digests}-f{CACHE_FORMAT}"
 
 
 def prepare_inputs(*, package: Package, corpus: Corpus, cache_dir: Path | None) -> Prepared:
@@ -86,7 +87,14 @@ def prepare_inputs(*, package: Package, corpus: Corpus, cache_dir: Path | None) 
         "texts": np.array(corpus.texts, dtype=np.str_),
         "corpus_labels": np.array(corpus.labels, dtype=np.str_),
         "meta": np.array(
-            json.dumps({"format": CACHE_FORMAT, "labels": list(package.labels), "pad_id": pad_id})
+            json.dumps(
+                {
+                    "format": CACHE_FORMAT,
+                    "labels": list(package.labels),
+                    "pad_id": pad_id,
+                    "token_inputs": list(package.token_inputs),
+                }
+            )
         ),
     }
     if cache_dir is None:
@@ -116,6 +124,7 @@ def _prepared(path: Path | None, arrays: dict[str, np.ndarray]) -> Prepared:
         offsets=arrays["offsets"],
         reference=arrays["reference"],
         pad_id=int(meta["pad_id"]),
+        token_inputs=tuple(meta["token_inputs"]),
     )
 
 
@@ -132,7 +141,8 @@ def requests_for(prepared: Prepared, *, batch_size: int, text: bool) -> list[Req
         if text:
             inputs = {TEXT_INPUT: np.array([prepared.texts[m].encode() for m in members], dtype=np.object_)}
         else:
-            inputs = _padded([prepared.sentence(m) for m in members], prepared.pad_id)
+            padded = _padded([prepared.sentence(m) for m in members], prepared.pad_id)
+            inputs = {name: padded[name] for name in prepared.token_inputs}
         requests.append(
             RequestData(
                 sentences=members,

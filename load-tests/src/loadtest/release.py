@@ -55,7 +55,8 @@ def discover(services_json: str, *, release: str) -> dict[str, Service]:
             continue
         component = labels.get("app.kubernetes.io/component", "")
         ports = {p["name"]: int(p["port"]) for p in item.get("spec", {}).get("ports", []) if p.get("name")}
-        found[component] = Service(item["metadata"]["name"], component, ports)
+        if ports:  # a StatefulSet's headless governing Service carries the labels but no port
+            found[component] = Service(item["metadata"]["name"], component, ports)
     if not any(server in found for server in SERVERS):
         raise BadInput(f"release {release}: no ovms or triton Service with the chart's labels")
     return found

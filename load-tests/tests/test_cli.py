@@ -1,0 +1,238 @@
+"""The command line without load: usage and input errors, the documentation of every command and exit
+code, `compare`'s noise test, server metrics of both flavours, and how `release` reads a release."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from devstack.paths import REPO_ROOT, tool
+from devstack.process import free_port
+from loadtest.cli import build_parser, main
+from loadtest.compare import compare_reports
+from loadtest.errors import ExitCode
+from loadtest.release import Service, discover, forwarded, run_arguments
+from loadtest.servermetrics import parse, server_side
+
+DOCS = REPO_ROOT / "docs" / "loadtest.md"
+CHART = REPO_ROOT / "charts" / "emotion-serving"
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:  # argparse
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--concurrency", "1", "--rate", "5"], "argument --rate: not allowed with argument --concurrency"),
+        (
+            ["--rate", "5", "--duration", "3x"],
+            "argument --duration: '3x' is not a duration (examples: 30s, 500ms, 2m)",
+        ),
+        (["--rate", "5", "--slo-search"], "--slo-search needs --rate START and --slo-p99-ms"),
+        (["--rate", "0"], "argument --rate: '0' must be above 0"),
+        (["--rate", "5", "--max-error-rate", "2"], "argument --max-error-rate: '2' must be between 0 and 1"),
+    ],
+)
+def test_usage_errors_exit_2(capsys, tmp_path, argv: list[str], message: str) -> None:
+    code, _, err = run_main(
+        capsys, "run", "--target", "a=127.0.0.1:1", "--package", tmp_path, "--output", tmp_path, *argv
+    )
+    assert code == ExitCode.USAGE
+    assert err.strip().splitlines()[-1] == f"loadtest run: error: {message}"
+
+
+NAME_VALUE = "expected NAME=VALUE with a name of letters, digits, . _ -"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--target", "no-equals-sign"], f"--target 'no-equals-sign': {NAME_VALUE}"),
+        (
+            ["--target", "a=https://h:1"],
+            "--target 'https://h:1': expected host:port (plain HTTP/2 or HTTP/1.1, no TLS)",
+        ),
+        (["--target", "a=h:1", "--metrics", "b=h:2"], "--metrics b: no --target of that name"),
+        (["--target", "a=h:1", "--corpus", "/nonexistent.csv"], "corpus /nonexistent.csv: no such file"),
+        (["--target", "a=h:1", "--package", "/none"], "--package /none: not a folder (and not s3://bucket)"),
+        (
+            ["--target", "a=h:1", "--package", "s3://models"],
+            "--package s3://models: an s3:// package needs --s3-endpoint",
+        ),
+    ],
+)
+def test_bad_input_exits_3_in_one_line(capsys, tiny_package, tmp_path, argv: list[str], message: str) -> None:
+    out = tmp_path / "out"
+    base = ["run", "--package", tiny_package, "--concurrency", "1", "--output", out]
+    code, _, err = run_main(capsys, *base, *argv)
+    assert code == ExitCode.BAD_INPUT
+    assert err == f"loadtest: {message}\n"
+    assert not (out / "report.json").exists()
+
+
+def test_unreachable_target_exits_6(capsys, tiny_package, tmp_path) -> None:
+    port = free_port()
+    argv = ["run", "--target", f"a=127.0.0.1:{port}", "--package", tiny_package, "--rate", "5"]
+    code, _, err = run_main(capsys, *argv, "--output", tmp_path / "out")
+    assert code == ExitCode.UNAVAILABLE
+    assert err == f"loadtest: target a (127.0.0.1:{port}, grpc): the server does not answer as live\n"
+
+
+def test_every_command_option_and_exit_code_is_documented() -> None:
+    docs = DOCS.read_text(encoding="utf-8")
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name, command in commands.items():
+        assert f"loadtest {name}" in docs, name
+        for action in command._actions:
+            for flag in action.option_strings:
+                if flag.startswith("--") and flag != "--help":
+                    assert f"`{flag}" in docs, f"{name} {flag} is not in docs/loadtest.md"
+    for code in ExitCode:
+        assert re.search(rf"^\| {code.value} \| `{code.name}` \|", docs, re.MULTILINE), code.name
+
+
+def _report(p99_by_interval: list[float], errors: int = 0) -> dict:
+    requests = 1000
+    return {
+        "results": [
+            {
+                "target": "t",
+                "mode": "rate",
+                "value": 100.0,
+                "arrival": "fixed",
+                "throughput_rps": 100.0,
+                "latency_ms": {"p50": 2.0, "p99": sum(p99_by_interval) / len(p99_by_interval)},
+                "errors": errors,
+                "requests": requests,
+                "mismatches": 0,
+                "ok": requests - errors,
+                "intervals": [{"throughput_rps": 100.0, "p50_ms": 2.0, "p99_ms": v} for v in p99_by_interval],
+            }
+        ]
+    }
+
+
+def test_compare_needs_a_change_beyond_the_interval_noise() -> None:
+    steady = _report([10.0, 10.4, 9.8, 10.1, 9.9, 10.2, 10.0, 9.7])
+
+    def verdicts(new: dict) -> dict[str, str]:
+        return {c.metric: c.verdict for c in compare_reports(steady, new, min_change=0.05)}
+
+    # 20 % slower in every interval: beyond noise.
+    assert verdicts(_report([12.0, 12.3, 11.9, 12.2, 12.1, 11.8, 12.0, 12.4]))["p99 ms"] == "worse"
+    assert verdicts(_report([8.0, 8.2, 7.9, 8.1, 8.0, 7.8, 8.3, 8.1]))["p99 ms"] == "better"
+    # One spike in an otherwise unchanged run moves the mean by 40 % but not beyond its own noise.
+    assert verdicts(_report([10.0, 10.3, 9.9, 42.0, 10.1, 9.8, 10.2, 10.0]))["p99 ms"] == "same"
+    # Beyond noise but under --min-change: same.
+    assert verdicts(_report([10.3, 10.5, 10.2, 10.4, 10.3, 10.5, 10.4, 10.3]))["p99 ms"] == "same"
+    # Three failed requests in a thousand where there were none.
+    assert verdicts(_report([10.0] * 8, errors=30))["error rate"] == "worse"
+    assert verdicts(_report([10.0] * 8, errors=1))["error rate"] == "same"
+    # Too few intervals to know the noise.
+    assert verdicts(_report([20.0, 20.0]))["p99 ms"] == "unknown"
+
+
+def _metrics_text(server: str, count: int, total_us: float) -> str:
+    if server == "triton":
+        return "\n".join(
+            [
+                "# HELP nv_inference_request_success Number of successful inference requests",
+                "# TYPE nv_inference_request_success counter",
+                f'nv_inference_request_success{{model="emotion",version="1"}} {count}',
+                f'nv_inference_request_success{{model="other",version="1"}} {count * 7}',
+                f'nv_inference_queue_duration_us{{model="emotion",version="1"}} {total_us / 4}',
+                f'nv_inference_compute_input_duration_us{{model="emotion",version="1"}} {total_us / 8}',
+                f'nv_inference_compute_infer_duration_us{{model="emotion",version="1"}} {total_us / 2}',
+                f'nv_inference_compute_output_duration_us{{model="emotion",version="1"}} {total_us / 8}',
+                f'nv_inference_request_duration_us{{model="emotion",version="1"}} {total_us}',
+                f'nv_inference_count{{model="emotion",version="1"}} {count * 2}',
+                f'nv_inference_exec_count{{model="emotion",version="1"}} {count}',
+            ]
+        )
+    # OVMS: docs/metrics.md of openvinotoolkit/model_server (histograms, labels name/version/interface).
+    lines = []
+    for interface in ("gRPC", "REST"):
+        half = count // 2
+        infer = f'api="KServe",interface="{interface}",method="ModelInfer",name="emotion",version="1"'
+        ready = f'api="KServe",interface="{interface}",method="ModelReady",name="emotion"'
+        timed = f'interface="{interface}",name="emotion",version="1"'
+        lines += [
+            f"ovms_requests_success{{{infer}}} {half}",
+            f"ovms_requests_success{{{ready}}} 99",
+            f"ovms_request_time_us_count{{{timed}}} {half}",
+            f"ovms_request_time_us_sum{{{timed}}} {total_us / 2}",
+            f'ovms_request_time_us_bucket{{{timed},le="+Inf"}} {half}',
+        ]
+    lines += [
+        f'ovms_inference_time_us_count{{name="emotion",version="1"}} {count}',
+        f'ovms_inference_time_us_sum{{name="emotion",version="1"}} {total_us * 0.75}',
+        f'ovms_wait_for_infer_req_time_us_count{{name="emotion",version="1"}} {count}',
+        f'ovms_wait_for_infer_req_time_us_sum{{name="emotion",version="1"}} {total_us * 0.125}',
+    ]
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("server", ["triton", "ovms"])
+def test_server_side_times_from_both_metric_schemas(server: str) -> None:
+    before = parse(_metrics_text(server, 100, 100_000.0))
+    after = parse(_metrics_text(server, 300, 500_000.0))  # 200 requests, 400 ms in all: 2 ms each
+    figures = server_side(before, after, "emotion")
+    assert figures["server"] == server
+    assert figures["requests"] == 200
+    assert figures["request_ms"] == 2.0
+    if server == "triton":
+        assert (figures["queue_ms"], figures["compute_ms"], figures["batch_size"]) == (0.5, 1.5, 2.0)
+    else:
+        assert (figures["queue_ms"], figures["compute_ms"], figures["batch_size"]) == (0.25, 1.5, None)
+    assert server_side(None, after, "emotion") is None
+
+
+def rendered_services(*values: str) -> str:
+    """The chart's Services, rendered by helm, as `kubectl get services -o json` prints them."""
+    argv = [str(tool("helm")), "template", "rel", str(CHART), "--namespace", "ns"]
+    for value in values:
+        argv += ["--set", value]
+    docs = yaml.safe_load_all(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+    return json.dumps({"items": [d for d in docs if d and d["kind"] == "Service"]})
+
+
+def test_release_services_are_found_by_the_charts_labels_and_port_names() -> None:
+    services = discover(rendered_services(), release="rel")
+    assert services == {
+        "minio": Service("rel-emotion-serving-minio", "minio", {"api": 9000}),
+        "ovms": Service("rel-emotion-serving-ovms", "ovms", {"grpc": 9000, "http": 8000}),
+        "triton": Service(
+            "rel-emotion-serving-triton", "triton", {"grpc": 8001, "http": 8000, "metrics": 8002}
+        ),
+    }
+    local = {"ovms": {"grpc": 5001, "http": 5002}, "triton": {"grpc": 5003, "http": 5004, "metrics": 5005}}
+    local["minio"] = {"api": 5006}
+    assert run_arguments(local, protocol="http", bucket="models", with_package=False) == [
+        "--protocol", "http",
+        "--target", "ovms=127.0.0.1:5002", "--metrics", "ovms=http://127.0.0.1:5002/metrics",
+        "--target", "triton=127.0.0.1:5004", "--metrics", "triton=http://127.0.0.1:5005/metrics",
+        "--package", "s3://models", "--s3-endpoint", "http://127.0.0.1:5006",
+    ]  # fmt: skip
+
+
+def test_release_without_servers_and_kubectl_lines() -> None:
+    from loadtest.errors import BadInput
+
+    with pytest.raises(BadInput) as err:
+        discover(rendered_services("ovms.enabled=false", "triton.enabled=false"), release="rel")
+    assert err.value.message == "release rel: no ovms or triton Service with the chart's labels"
+    assert forwarded("Forwarding from 127.0.0.1:41235 -> 8001\n") == (8001, 41235)
+    assert forwarded("Handling connection for 41235") is None

@@ -1,0 +1,513 @@
+"""`loadtest run` and `loadtest smoke` against a real local Triton serving python-backend test models."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.paths import REPO_ROOT, tool
+from loadtest.prepare import load_prepared
+from loadtest.stats import PERCENTILES
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: Options that keep a level short; --max-lag is generous because other work shares this machine's two cores.
+SHORT = ("--warmup", "0.5s", "--max-lag", "1s")
+
+
+def read_report(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "report.json").read_text(encoding="utf-8"))
+
+
+def assert_consistent_level(result: dict[str, Any]) -> None:
+    """What holds for any level: ordered percentiles, counts that add up."""
+    for figures in (result["latency_ms"], result["service_ms"]):
+        ordered = [figures["min"], *(figures[p] for p in PERCENTILES), figures["max"]]
+        assert ordered == sorted(ordered), figures
+    assert result["latency_ms"]["count"] == result["ok"]
+    assert result["ok"] + result["errors"] == result["requests"]
+    assert result["errors"] == sum(result["errors_by_kind"].values())
+    # Latency counts from the intended send time, service time from the actual send: never less.
+    assert result["latency_ms"]["p50"] >= result["service_ms"]["p50"]
+    assert result["latency_ms"]["max"] >= result["service_ms"]["max"]
+    interval_answers = sum(i["throughput_rps"] for i in result["intervals"])  # 1 s intervals
+    assert interval_answers == pytest.approx(result["throughput_rps"] * result["duration_s"])
+
+
+def test_closed_loop_grpc_report_schema_and_values(
+    emotion_triton, tiny_package, tmp_path, loadtest, test_models
+):
+    out = tmp_path / "report"
+    run = loadtest(
+        "run",
+        "--target",
+        f"triton={emotion_triton.grpc_url}",
+        "--metrics",
+        f"triton={emotion_triton.metrics_url}",
+        "--package",
+        tiny_package,
+        "--concurrency",
+        "1,2",
+        "--duration",
+        "2s",
+        "--workers",
+        "2",
+        *SHORT,
+        "--output",
+        out,
+    )
+    assert run.code == 0, run.stderr
+    assert run.stdout.strip() == str(out)
+    report = read_report(out)
+    assert report["schema"] == "loadtest-report/1"
+    assert (report["status"], report["exit_code"], report["problems"]) == ("ok", 0, [])
+    assert report["config"]["mode"] == "concurrency"
+    assert report["config"]["levels"] == [1.0, 2.0]
+    assert report["inputs"]["package"]["version"] == 1
+    assert report["inputs"]["labels"] == list(test_models.labels)
+    assert report["inputs"]["corpus"]["sentences"] == 216
+    assert [(r["target"], r["value"], r["workers"]) for r in report["results"]] == [
+        ("triton", 1, 1),
+        ("triton", 2, 2),
+    ]
+    for result in report["results"]:
+        assert_consistent_level(result)
+        assert result["valid"]
+        assert result["breaches"] == []
+        assert result["requests"] > 50
+        assert (result["errors"], result["mismatches"]) == (0, 0)
+        assert result["max_drift"] <= 1e-6
+        # Closed loop: latency is the service time.
+        assert result["latency_ms"] == result["service_ms"]
+        assert result["throughput_rps"] == pytest.approx(result["requests"] / 2, rel=0.1)
+        assert len(result["intervals"]) == 2
+        server = result["server"]
+        assert server["server"] == "triton"
+        assert abs(server["requests"] - result["requests"]) <= max(5, result["requests"] // 20)
+        assert server["failures"] == 0
+        assert 0 < server["compute_ms"] < result["latency_ms"]["p50"]
+        assert server["queue_ms"] >= 0
+        assert server["batch_size"] == 1.0
+        assert result["client_cpu"]["seconds"] > 0
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    assert "| c=1 | triton |" in markdown
+    assert "| c=2 | triton |" in markdown
+    assert report["plots"] == [
+        f"plots/{n}"
+        for n in ("latency_vs_throughput.png", "latency_distribution.png", "latency_over_time.png")
+    ]
+    for plot in report["plots"]:
+        assert (out / plot).read_bytes().startswith(PNG_MAGIC)
+        assert f"]({plot})" in markdown
+
+
+def test_open_loop_http_text_model(emotion_triton, tiny_package, tmp_path, loadtest):
+    out = tmp_path / "report"
+    run = loadtest(
+        "run",
+        "--target",
+        f"triton={emotion_triton.http_url}",
+        "--metrics",
+        f"triton={emotion_triton.metrics_url}",
+        "--protocol",
+        "http",
+        "--input",
+        "text",
+        "--package",
+        tiny_package,
+        "--rate",
+        "40",
+        "--duration",
+        "2s",
+        "--workers",
+        "2",
+        *SHORT,
+        "--output",
+        out,
+    )
+    assert run.code == 0, run.stderr
+    report = read_report(out)
+    assert report["config"]["model"] == "emotion-text"
+    (result,) = report["results"]
+    assert_consistent_level(result)
+    assert (result["mode"], result["value"], result["arrival"]) == ("rate", 40, "fixed")
+    # A fixed grid of 40/s over 2 s: exactly 80 intended sends in the window, each sent on time.
+    assert result["requests"] == 80
+    assert result["achieved_rate"] == pytest.approx(40, abs=1)
+    assert (result["errors"], result["mismatches"]) == (0, 0)
+    assert result["server"]["server"] == "triton"
+    assert result["lag_kind"] == "schedule"
+
+
+def test_threshold_breach_exits_4_with_the_reason(emotion_triton, tiny_package, tmp_path, loadtest):
+    out = tmp_path / "report"
+    run = loadtest(
+        "run",
+        "--target",
+        f"triton={emotion_triton.grpc_url}",
+        "--package",
+        tiny_package,
+        "--concurrency",
+        "1",
+        "--duration",
+        "1s",
+        "--workers",
+        "1",
+        "--slo-p99-ms",
+        "0.01",
+        *SHORT,
+        "--output",
+        out,
+    )
+    assert run.code == 4
+    report = read_report(out)
+    p99 = report["results"][0]["latency_ms"]["p99"]
+    assert (
+        run.stderr.strip().splitlines()[-1]
+        == f"loadtest: triton concurrency 1: p99 {p99} ms > --slo-p99-ms 0.01"
+    )
+    assert report["status"] == "threshold_breached"
+    assert run.seconds < 30
+
+
+def test_wrong_answers_are_counted_as_mismatches(odd_triton, tiny_package, tmp_path, loadtest, test_models):
+    out = tmp_path / "report"
+    run = loadtest(
+        "run",
+        "--target",
+        f"odd={odd_triton.grpc_url}",
+        "--package",
+        tiny_package,
+        "--concurrency",
+        "2",
+        "--duration",
+        "2s",
+        "--workers",
+        "1",
+        *SHORT,
+        "--output",
+        out,
+    )
+    assert run.code == 4, run.stderr
+    (result,) = read_report(out)["results"]
+    assert result["errors"] == 0
+    assert result["mismatches"] > 0
+    # The model rotates the probabilities of exactly the sentences whose token ids sum to a multiple of
+    # WRONG_EVERY: every reported example is one of them, and their share matches.
+    prepared = load_prepared(next((out / "inputs").glob("*.npz")))
+    wrong = {i for i in range(len(prepared)) if prepared.sentence(i)[0].sum() % test_models.wrong_every == 0}
+    assert 0 < len(wrong) < len(prepared)
+    for example in result["mismatch_examples"]:
+        assert example["sentence"] in wrong
+        assert example["got"] != example["expected"]
+        assert example["text"] == prepared.texts[example["sentence"]]
+    assert result["mismatch_rate"] == pytest.approx(len(wrong) / len(prepared), abs=0.1)
+    rate = result["mismatch_rate"]
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"loadtest: odd concurrency 2: mismatch rate {rate:g} > --max-mismatch-rate 0"
+    )
+
+
+def test_coordinated_omission_open_loop_above_capacity(
+    odd_triton, tiny_package, tmp_path, loadtest, test_models
+):
+    """The sleepy model serves at most 1000 / SLEEP_MS requests/s. Offered 80/s with one request in flight,
+    requests queue in the client: latency from the intended send time grows through the run while the
+    service time stays near the sleep. A closed loop at concurrency 1 reports the sleep."""
+    sleep = test_models.sleep_ms
+    common = (
+        "--target",
+        f"odd={odd_triton.grpc_url}",
+        "--metrics",
+        f"odd={odd_triton.metrics_url}",
+        "--package",
+        tiny_package,
+        "--served-model",
+        "sleepy",
+        "--workers",
+        "1",
+        "--warmup",
+        "0s",
+        "--duration",
+        "3s",
+        "--timeout",
+        "8s",
+        "--max-lag",
+        "1s",
+    )
+    run = loadtest("run", *common, "--rate", "80", "--max-in-flight", "1", "--output", tmp_path / "open")
+    assert run.code == 0, run.stderr
+    (result,) = read_report(tmp_path / "open")["results"]
+    p99_by_second = [i["p99_ms"] for i in result["intervals"]]
+    assert len(p99_by_second) == 3
+    assert p99_by_second == sorted(p99_by_second)
+    assert p99_by_second[-1] > 3 * p99_by_second[0]
+    assert result["latency_ms"]["p99"] > 10 * sleep
+    assert sleep <= result["service_ms"]["p50"]
+    assert result["service_ms"]["p99"] < 3 * sleep
+    assert result["achieved_rate"] < 1000 / sleep < 80
+    assert sleep * 0.9 < result["server"]["compute_ms"] < 2 * sleep
+
+    run = loadtest("run", *common, "--concurrency", "1", "--output", tmp_path / "closed")
+    assert run.code == 0, run.stderr
+    (result,) = read_report(tmp_path / "closed")["results"]
+    assert sleep <= result["latency_ms"]["p50"]
+    assert result["latency_ms"]["p99"] < 3 * sleep
+    assert result["intervals"][-1]["p99_ms"] < 3 * sleep
+
+
+def test_a_client_that_falls_behind_makes_the_run_invalid(emotion_triton, tiny_package, tmp_path):
+    """The tester pinned to one core that a busy loop also wants: its event loop wakes late, the requests go
+    out behind schedule, and the run says so instead of reporting the lateness as server latency."""
+    pin = {"preexec_fn": lambda: os.sched_setaffinity(0, {0})}
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"], **pin)
+    try:
+        out = tmp_path / "report"
+        argv = [
+            sys.executable,
+            "-m",
+            "loadtest",
+            "run",
+            "--target",
+            f"triton={emotion_triton.grpc_url}",
+            "--package",
+            str(tiny_package),
+            "--rate",
+            "300",
+            "--duration",
+            "1.5s",
+            "--warmup",
+            "0.5s",
+            "--workers",
+            "1",
+            "--max-lag",
+            "3ms",
+            "--output",
+            str(out),
+        ]
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, **pin)
+    finally:
+        hog.kill()
+        hog.wait()
+    assert run.returncode == 5, run.stderr
+    (result,) = read_report(out)["results"]
+    assert not result["valid"]
+    assert result["lag_ms"]["p99"] > 3
+    assert result["invalid_reason"].startswith(
+        f"the client fell behind: p99 schedule lag {result['lag_ms']['p99']:g} ms"
+    )
+
+
+def test_a_server_killed_mid_run_gives_exit_6_and_a_partial_report(serve, tiny_package, tmp_path):
+    triton = serve({"emotion": {}})
+    out = tmp_path / "report"
+    argv = [
+        sys.executable,
+        "-m",
+        "loadtest",
+        "run",
+        "--target",
+        f"triton={triton.grpc_url}",
+        "--package",
+        str(tiny_package),
+        "--rate",
+        "20",
+        "--duration",
+        "60s",
+        "--warmup",
+        "0s",
+        "--workers",
+        "1",
+        "--max-lag",
+        "1s",
+        "--output",
+        str(out),
+    ]
+    run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4)
+        triton.kill()
+        killed = time.monotonic()
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.send_signal(signal.SIGKILL)
+    assert run.returncode == 6, stderr
+    assert time.monotonic() - killed < 20
+    assert f"loadtest: target triton ({triton.grpc_url}) died during rate 20/s: unavailable for" in stderr
+    report = read_report(out)
+    assert report["status"] == "partial"
+    (result,) = report["results"]
+    assert result["ok"] > 20
+    assert result["errors_by_kind"]["unavailable"] > 0
+    assert result["aborted"].startswith("unavailable for ")
+    assert stdout.strip() == str(out)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_smoke_passes_against_a_correct_server(emotion_triton, tiny_package, loadtest, protocol):
+    url = emotion_triton.grpc_url if protocol == "grpc" else emotion_triton.http_url
+    run = loadtest("smoke", "--target", f"triton={url}", "--protocol", protocol, "--package", tiny_package)
+    assert run.code == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert lines[0].startswith(f"triton emotion ({protocol}): 12 sentences, max drift from the reference ")
+    assert lines[-1] == (
+        "smoke: ok: 1 target(s) x tokens, text x 12 sentences agree with the reference and with each other "
+        "within 0.001"
+    )
+
+
+def test_smoke_fails_in_one_line_on_wrong_answers(emotion_triton, odd_triton, tiny_package, loadtest):
+    run = loadtest(
+        "smoke",
+        "--target",
+        f"good={emotion_triton.grpc_url}",
+        "--target",
+        f"odd={odd_triton.grpc_url}",
+        "--package",
+        tiny_package,
+    )
+    assert run.code == 7
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("loadtest: smoke: odd emotion: sentence ")
+    assert "good and odd disagree on the tokens model" not in line  # the first problem only, then a count
+    assert line.endswith(" more)")
+
+
+def test_smoke_from_the_bucket(emotion_triton, tiny_package, loadtest, s3_server, bucket_name):
+    client = s3_server.client()
+    client.make_bucket(bucket_name)
+    for path in sorted(p for p in tiny_package.rglob("*") if p.is_file()):
+        client.fput_object(bucket_name, path.relative_to(tiny_package).as_posix(), str(path))
+    run = loadtest(
+        "smoke",
+        "--target",
+        f"triton={emotion_triton.grpc_url}",
+        "--package",
+        f"s3://{bucket_name}",
+        "--s3-endpoint",
+        s3_server.endpoint,
+        "--input",
+        "tokens",
+        "--sentences",
+        "6",
+        env={**os.environ, **s3_server.env()},
+    )
+    assert run.code == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1].startswith("smoke: ok: 1 target(s) x tokens x 6 sentences")
+
+
+def test_compare_tells_a_slower_server_from_noise(
+    emotion_triton, odd_triton, tiny_package, tmp_path, loadtest
+):
+    """The same level against the fast model, then against the sleeping one under the same name."""
+    for name, url, served in (
+        ("old", emotion_triton.grpc_url, "emotion"),
+        ("new", odd_triton.grpc_url, "sleepy"),
+    ):
+        run = loadtest(
+            "run",
+            "--target",
+            f"server={url}",
+            "--package",
+            tiny_package,
+            "--served-model",
+            served,
+            "--rate",
+            "30",
+            "--duration",
+            "3s",
+            "--workers",
+            "1",
+            *SHORT,
+            "--output",
+            tmp_path / name,
+        )
+        assert run.code == 0, run.stderr
+    slower = loadtest("compare", tmp_path / "old", tmp_path / "new" / "report.json")
+    assert slower.code == 8, slower.stdout + slower.stderr
+    rows = {
+        line.split(" | ")[2]: line for line in slower.stdout.splitlines() if line.startswith("| server |")
+    }
+    assert sorted(rows) == ["error rate", "mismatch rate", "p50 ms", "p99 ms", "throughput req/s"]
+    assert rows["p50 ms"].endswith("| **worse** |")
+    assert rows["error rate"].endswith("| same |")
+    assert (
+        slower.stderr.strip()
+        == f"loadtest: {sum('**worse**' in r for r in rows.values())} figure(s) worse beyond noise"
+    )
+
+    same = loadtest("compare", tmp_path / "old", tmp_path / "old")
+    assert same.code == 0
+    assert same.stdout.count("| same |") == 5
+
+
+def test_make_loadtest_forwards_the_release_services_and_prints_the_report_folder(
+    emotion_triton, tiny_package, tmp_path
+):
+    """`make loadtest` with kubectl replaced by a stand-in (no cluster here): the Services come from the real
+    chart rendered by helm, the port-forwards point at the local Triton."""
+    standin = tmp_path / "kubectl"
+    standin.write_text(
+        f'#!/bin/sh\nexec {sys.executable} {Path(__file__).parent / "kubectl_standin.py"} "$@"\n'
+    )
+    standin.chmod(0o755)
+    log = tmp_path / "kubectl.log"
+    ports = {
+        8001: emotion_triton.grpc_port,
+        8000: emotion_triton.http_port,
+        8002: emotion_triton.metrics_port,
+    }
+    env = {
+        **os.environ,
+        "STANDIN_LOG": str(log),
+        "STANDIN_HELM": str(tool("helm")),
+        "STANDIN_CHART": str(REPO_ROOT / "charts" / "emotion-serving"),
+        "STANDIN_SET": "ovms.enabled=false",
+        "STANDIN_PORTS": ",".join(f"{remote}={local}" for remote, local in ports.items()),
+    }
+    out = tmp_path / "report"
+    run_options = (
+        f"--package {tiny_package} --concurrency 1 --duration 1s --warmup 0s --max-lag 1s --workers 1"
+    )
+    make = [
+        "make",
+        "-s",
+        "--no-print-directory",
+        "loadtest",
+        f"KUBECTL={standin}",
+        "RELEASE=rel",
+        "NAMESPACE=ns",
+        f"LOADTEST_OUTPUT={out}",
+        f"LOADTEST_ARGS={run_options}",
+    ]
+    done = subprocess.run(
+        make, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == str(out)
+    report = read_report(out)
+    assert report["config"]["targets"] == [
+        {
+            "name": "triton",
+            "url": f"127.0.0.1:{emotion_triton.grpc_port}",
+            "metrics_url": f"http://127.0.0.1:{emotion_triton.metrics_port}/metrics",
+        }
+    ]
+    assert report["results"][0]["server"]["server"] == "triton"
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    selector = "app.kubernetes.io/name=emotion-serving,app.kubernetes.io/instance=rel"
+    assert calls[0]["argv"] == ["get", "services", "-n", "ns", "-l", selector, "-o", "json"]
+    forwards = calls[1:]
+    forward = ["port-forward", "-n", "ns", "--address", "127.0.0.1", "svc/rel-emotion-serving-triton"]
+    assert [c["argv"] for c in forwards] == [[*forward, ":8001", ":8000", ":8002"]]
+    for call in forwards:  # stopped with the run
+        with pytest.raises(ProcessLookupError):
+            os.kill(call["pid"], 0)
