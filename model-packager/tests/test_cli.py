@@ -212,10 +212,10 @@ def test_verify_passes_an_intact_tree(packager, tree) -> None:
 
 
 def test_readme_documents_every_command_and_exit_code() -> None:
-    from model_packager.cli import _parser
+    from model_packager.cli import build_parser
 
     readme = README.read_text()
-    commands = _parser()._subparsers._group_actions[0].choices
+    commands = build_parser()._subparsers._group_actions[0].choices
     for name in commands:
         assert f"model-packager {name}" in readme, name
     for code in ExitCode:

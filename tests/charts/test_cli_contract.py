@@ -48,7 +48,7 @@ def component(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any
 
 def parse_packager(argv: list[str]) -> Any:
     try:
-        return packager_cli._parser().parse_args(argv)
+        return packager_cli.build_parser().parse_args(argv)
     except SystemExit as exit_:  # argparse's usage error, exit code 2
         pytest.fail(f"model-packager refuses {argv}: exit {exit_.code}")
 

@@ -4,4 +4,7 @@ model_packager.layout."""
 
 from importlib import metadata
 
-__version__ = metadata.version("model-packager")
+try:
+    __version__ = metadata.version("model-packager")
+except metadata.PackageNotFoundError:  # run from a source checkout without installing
+    __version__ = "0+source"

@@ -25,7 +25,7 @@ DEFAULT_SAMPLE_SIZE = 64
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     configure(log_format=args.log_format)
     try:
@@ -217,7 +217,7 @@ def _read_sentences(path: Path) -> list[str]:
     return sentences
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="model-packager",
         description="Convert a HuggingFace sequence classifier to ONNX (Triton) and OpenVINO IR (OVMS), "
