@@ -7,19 +7,18 @@ and becomes `model-packager: <message>` on stderr with the exit code of errors.E
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from model_packager import __version__
 from model_packager.errors import BadInput, ExitCode, PackagerError
 from model_packager.progress import Reporter, configure
+from model_packager.sentences import default_sample, read_sentences
 
 DEFAULT_SAMPLE_SIZE = 64
 
@@ -138,7 +137,7 @@ def _wait(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
 def _stand_in(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     from model_packager.standin import build_stand_in
 
-    sentences = _read_sentences(args.corpus) if args.corpus else _default_sample()
+    sentences = read_sentences(args.corpus) if args.corpus else default_sample()
     with reporter.step("stand-in", sentences=len(sentences)):
         build_stand_in(output=args.output, sentences=sentences, seed=args.seed)
     return {"stand_in": str(args.output)}
@@ -173,7 +172,7 @@ def _build_inputs(args: argparse.Namespace) -> tuple[Any, list[str]]:
         max_batch_size=args.max_batch_size,
     )
     options.validate()
-    sentences = _read_sentences(args.sample_file) if args.sample_file else _default_sample()
+    sentences = read_sentences(args.sample_file) if args.sample_file else default_sample()
     if args.sample_size < 1:
         raise BadInput(f"sample size must be positive, not {args.sample_size}")
     return options, sentences[: args.sample_size]
@@ -190,31 +189,6 @@ def _bucket(args: argparse.Namespace, budget: float | None = None) -> Any:
             budget=args.retry_budget if budget is None else budget,
         )
     )
-
-
-def _default_sample() -> list[str]:
-    text = resources.files("model_packager.data").joinpath("parity_sample.txt").read_text(encoding="utf-8")
-    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
-
-
-def _read_sentences(path: Path) -> list[str]:
-    """Sentences from a CSV file with a `text` column, or a text file with one per line."""
-    try:
-        with path.open(encoding="utf-8", newline="") as handle:
-            if path.suffix.lower() == ".csv":
-                reader = csv.DictReader(handle)
-                if "text" not in (reader.fieldnames or []):
-                    raise BadInput(f"{path} has no `text` column")
-                sentences = [row["text"] for row in reader if row["text"].strip()]
-            else:
-                sentences = [
-                    line.rstrip("\n") for line in handle if line.strip() and not line.startswith("#")
-                ]
-    except (OSError, UnicodeDecodeError) as err:
-        raise BadInput(f"cannot read sentences from {path}: {err}") from err
-    if not sentences:
-        raise BadInput(f"{path} holds no sentences")
-    return sentences
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,284 @@
+"""Build: a checkpoint in, a local tree in the bucket layout out, proven by the parity gate.
+
+The tree is written to a sibling temporary folder and renamed into place only when every step,
+the parity gate included, has passed: a failed build leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from model_packager import export, parity
+from model_packager.errors import BadInput
+from model_packager.layout import Layout, Server
+from model_packager.manifest import (
+    SCHEMA,
+    LocalTree,
+    dump,
+    fingerprint,
+    library_versions,
+    now,
+    object_entries,
+    ready_document,
+)
+from model_packager.progress import Reporter
+from model_packager.source import Source
+from model_packager.tokenizer import UnsupportedTokenizer, char_table, check_supported
+from model_packager.triton_repo import (
+    LABELS_FILE,
+    TritonOptions,
+    ensemble_config,
+    token_model_configs,
+    tokenizer_config,
+)
+
+TRITON_DEVICES = ("gpu", "cpu")
+TEXT_MODES = ("auto", "on", "off")
+_ENSEMBLE_NOTE = "Triton needs a version folder for an ensemble; this file marks it.\n"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Everything that shapes the artifacts (and so the fingerprint) besides the source."""
+
+    name: str = "emotion"
+    max_length: int = 128
+    precision: str = "fp32"
+    activation: str = "auto"
+    triton_device: str = "gpu"
+    text: str = "auto"
+    tensorrt: str = "off"
+    max_batch_size: int = 32
+
+    def validate(self) -> None:
+        if not Layout.valid_name(self.name):
+            raise BadInput(f"model name {self.name!r} must be lowercase letters, digits and dashes")
+        if not 2 < self.max_length <= 8192:
+            raise BadInput(f"max length must be between 3 and 8192, not {self.max_length}")
+        if self.precision not in export.PRECISIONS:
+            raise BadInput(f"precision must be one of {', '.join(export.PRECISIONS)}, not {self.precision!r}")
+        if self.activation not in ("auto", *export.ACTIVATIONS):
+            raise BadInput(f"activation must be auto, sigmoid or softmax, not {self.activation!r}")
+        if self.triton_device not in TRITON_DEVICES:
+            raise BadInput(f"triton device must be gpu or cpu, not {self.triton_device!r}")
+        if self.text not in TEXT_MODES:
+            raise BadInput(f"text must be auto, on or off, not {self.text!r}")
+        if self.tensorrt not in ("off", "FP32", "FP16"):
+            raise BadInput(f"tensorrt must be off, FP32 or FP16, not {self.tensorrt!r}")
+        if self.tensorrt != "off" and self.triton_device != "gpu":
+            raise BadInput("tensorrt needs --triton-device gpu")
+        if not 1 <= self.max_batch_size <= 1024:
+            raise BadInput(f"max batch size must be between 1 and 1024, not {self.max_batch_size}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def triton(self) -> TritonOptions:
+        return TritonOptions(max_batch_size=self.max_batch_size, tensorrt=self.tensorrt)
+
+
+def pointer_files(*, manifest: dict[str, Any], version: int) -> dict[str, bytes]:
+    """Triton's per-model files that name the served version: rewritten by every publish."""
+    options = BuildOptions(**manifest["options"])
+    layout = Layout(options.name)
+    labels = manifest["labels"]
+    token_dir = Layout.model_dir(Server.TRITON, layout.token_model)
+    configs = token_model_configs(
+        model=layout.token_model,
+        version=version,
+        labels=len(labels),
+        max_length=options.max_length,
+        options=options.triton(),
+        inputs=manifest["models"]["token"]["inputs"],
+    )
+    files = {
+        f"{token_dir}/config.pbtxt": configs[options.triton_device],
+        **{f"{token_dir}/configs/{variant}.pbtxt": text for variant, text in configs.items()},
+        f"{token_dir}/{LABELS_FILE}": "".join(f"{label}\n" for label in labels),
+    }
+    if manifest["models"].get("text"):
+        tokenizer_dir = Layout.model_dir(Server.TRITON, layout.tokenizer_model)
+        text_dir = Layout.model_dir(Server.TRITON, layout.text_model)
+        files[f"{tokenizer_dir}/config.pbtxt"] = tokenizer_config(
+            model=layout.tokenizer_model, version=version, max_length=options.max_length
+        )
+        files[f"{text_dir}/config.pbtxt"] = ensemble_config(
+            model=layout.text_model,
+            version=version,
+            tokenizer=layout.tokenizer_model,
+            classifier=layout.token_model,
+            labels=len(labels),
+        )
+    return {key: text.encode() for key, text in files.items()}
+
+
+def build(
+    *,
+    source: Source,
+    options: BuildOptions,
+    output: Path,
+    version: int,
+    sentences: Sequence[str],
+    reporter: Reporter,
+) -> LocalTree:
+    """Convert, prove, and write the tree for `version` to `output` (which must not exist yet)."""
+    options.validate()
+    if version < 1:
+        raise BadInput(f"version must be a positive integer, not {version}")
+    if output.exists() and any(output.iterdir()):
+        raise BadInput(f"{output} already exists and is not empty; builds go to a new folder")
+    if not sentences:
+        raise BadInput("the parity sample is empty")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    try:
+        _build_into(
+            partial, source=source, options=options, version=version, sentences=sentences, reporter=reporter
+        )
+        if output.exists():
+            output.rmdir()
+        partial.rename(output)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return LocalTree.open(output, options.name)
+
+
+def _build_into(
+    tree: Path,
+    *,
+    source: Source,
+    options: BuildOptions,
+    version: int,
+    sentences: Sequence[str],
+    reporter: Reporter,
+) -> None:
+    layout = Layout(options.name)
+    with reporter.step("load", model=source.id):
+        loaded = export.load(source)
+    activation = export.resolve_activation(source.config, options.activation)
+    text = _text_models(loaded, options.text, reporter)
+
+    triton_token = tree / Layout.version_dir(Server.TRITON, layout.token_model, version)
+    with reporter.step("export-onnx") as done, reporter.quiet_stdout():
+        export.export_onnx(loaded=loaded, activation=activation, path=triton_token / "model.onnx")
+        done["bytes"] = (triton_token / "model.onnx").stat().st_size
+    _copy_model_file("onnx_model.py", triton_token / "model.py")
+
+    calibration = [export.tokenize(loaded, [s], max_length=options.max_length) for s in sentences]
+    with reporter.step("convert-ir", precision=options.precision):
+        ir = export.convert_ir(
+            onnx_path=triton_token / "model.onnx",
+            output=tree / Layout.version_dir(Server.OVMS, layout.token_model, version),
+            precision=options.precision,
+            calibration=calibration,
+        )
+
+    text_ir = table_path = None
+    if text:
+        with reporter.step("text-models"):
+            text_ir = export.fuse_text_model(
+                loaded=loaded,
+                classifier_xml=ir,
+                max_length=options.max_length,
+                output=tree / Layout.version_dir(Server.OVMS, layout.text_model, version),
+            )
+            tokenizer_dir = tree / Layout.version_dir(Server.TRITON, layout.tokenizer_model, version)
+            table_path = _write_tokenizer_step(loaded, tokenizer_dir)
+            ensemble_dir = tree / Layout.version_dir(Server.TRITON, layout.text_model, version)
+            ensemble_dir.mkdir(parents=True)
+            (ensemble_dir / "README.md").write_text(_ENSEMBLE_NOTE)
+
+    with reporter.step("parity", sentences=len(sentences)) as done:
+        report = parity.check(
+            loaded=loaded,
+            artifacts=parity.Artifacts(
+                onnx=triton_token / "model.onnx", ir=ir, text_ir=text_ir, char_table=table_path
+            ),
+            sentences=sentences,
+            activation=activation,
+            precision=options.precision,
+            max_length=options.max_length,
+        )
+        done["worst"] = {
+            r["backend"]: r.get("max_abs_logit_diff", r["label_agreement"]) for r in report["results"]
+        }
+
+    source_info = source.describe()
+    libraries = library_versions()
+    manifest: dict[str, Any] = {
+        "schema": SCHEMA,
+        "name": options.name,
+        "version": version,
+        "fingerprint": fingerprint(source=source_info, options=options.as_dict(), libraries=libraries),
+        "created": now(),
+        "source": source_info,
+        "labels": source.labels,
+        "activation": activation,
+        "options": options.as_dict(),
+        "models": {
+            "token": {
+                "name": layout.token_model,
+                "inputs": list(loaded.inputs),
+                "outputs": ["logits", "probabilities"],
+            },
+            "text": (
+                {"name": layout.text_model, "inputs": ["text"], "outputs": ["logits", "probabilities"]}
+                if text
+                else None
+            ),
+            "tokenizer": {
+                "key": f"{Layout.version_dir(Server.TRITON, layout.tokenizer_model, version)}/tokenizer.json"
+            }
+            if text
+            else None,
+        },
+        "libraries": libraries,
+        "parity": report,
+    }
+    for key, content in pointer_files(manifest=manifest, version=version).items():
+        (tree / key).parent.mkdir(parents=True, exist_ok=True)
+        (tree / key).write_bytes(content)
+    manifest["objects"] = object_entries(tree)
+    manifest_bytes = dump(manifest)
+    (tree / layout.manifest(version)).parent.mkdir(parents=True, exist_ok=True)
+    (tree / layout.manifest(version)).write_bytes(manifest_bytes)
+    (tree / layout.ready).write_bytes(ready_document(layout, version, manifest_bytes))
+
+
+def _text_models(loaded: export.Loaded, mode: str, reporter: Reporter) -> bool:
+    if mode == "off":
+        return False
+    try:
+        check_supported(json.loads(loaded.tokenizer.backend_tokenizer.to_str()))
+    except (UnsupportedTokenizer, AttributeError) as err:
+        if mode == "on":
+            raise BadInput(
+                f"cannot build the raw-text models: the tokenizer is not BERT WordPiece ({err})"
+            ) from err
+        reporter.info("raw-text models skipped: the tokenizer is not BERT WordPiece", reason=str(err))
+        return False
+    return True
+
+
+def _write_tokenizer_step(loaded: export.Loaded, folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    tokenizer_json = folder / "tokenizer.json"
+    tokenizer_json.write_text(loaded.tokenizer.backend_tokenizer.to_str(), encoding="utf-8")
+    table = folder / "char_table.json"
+    table.write_text(json.dumps(char_table(tokenizer_json), ensure_ascii=False), encoding="utf-8")
+    _copy_model_file("wordpiece.py", folder / "wordpiece.py")
+    _copy_model_file("tokenizer_model.py", folder / "model.py")
+    return table
+
+
+def _copy_model_file(name: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(resources.files("model_packager.triton_models").joinpath(name).read_bytes())

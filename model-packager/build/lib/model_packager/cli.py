@@ -1,0 +1,310 @@
+"""model-packager: the command line, a thin layer over the library. `model-packager --help` lists it.
+
+Every input is validated before any work starts; PackagerError is caught here, and only here,
+and becomes `model-packager: <message>` on stderr with the exit code of errors.ExitCode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from model_packager import __version__
+from model_packager.errors import BadInput, ExitCode, PackagerError
+from model_packager.progress import Reporter, configure
+from model_packager.sentences import default_sample, read_sentences
+
+DEFAULT_SAMPLE_SIZE = 64
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure(log_format=args.log_format)
+    try:
+        result = args.handler(args, Reporter())
+    except PackagerError as err:
+        print(f"model-packager: {err.message}", file=sys.stderr)
+        if err.details:
+            print(json.dumps({"error": err.message, **err.details}, default=str), file=sys.stderr)
+        return int(err.code)
+    except KeyboardInterrupt:
+        print("model-packager: interrupted", file=sys.stderr)
+        return 130
+    print(json.dumps(result, ensure_ascii=False, default=str))
+    return int(ExitCode.OK)
+
+
+# -- handlers -------------------------------------------------------------------------------------
+
+
+def _build(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    from model_packager.build import build
+    from model_packager.source import resolve
+
+    options, sentences = _build_inputs(args)
+    source = _resolve(resolve, args, reporter)
+    tree = build(
+        source=source,
+        options=options,
+        output=args.output,
+        version=args.version,
+        sentences=sentences,
+        reporter=reporter,
+    )
+    return {"built": str(tree.root), "version": tree.version, "fingerprint": tree.manifest["fingerprint"]}
+
+
+def _verify(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    from model_packager.manifest import LocalTree
+
+    tree = LocalTree.open(args.tree, args.name)
+    with reporter.step("checksums", objects=len(tree.manifest["objects"])):
+        problems = tree.verify()
+    if problems:
+        raise BadInput(f"{args.tree} does not match its manifest: {problems[0]} ({len(problems)} problems)")
+    return {
+        "tree": str(tree.root),
+        "version": tree.version,
+        "intact": True,
+        "parity": tree.manifest["parity"],
+    }
+
+
+def _publish(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    from model_packager.manifest import LocalTree
+    from model_packager.publish import publish
+
+    tree = LocalTree.open(args.tree, args.name)
+    problems = tree.verify()
+    if problems:
+        raise BadInput(f"{args.tree} does not match its manifest: {problems[0]}; rebuild it")
+    return publish(tree=tree, bucket=_bucket(args), reporter=reporter).as_dict()
+
+
+def _run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    """What the chart's Job runs: skip if published, else claim a version, build it, publish it."""
+    from model_packager.build import build
+    from model_packager.layout import Layout
+    from model_packager.manifest import fingerprint, library_versions
+    from model_packager.publish import already_published, publish, reserve
+    from model_packager.source import resolve
+
+    options, sentences = _build_inputs(args)
+    bucket = _bucket(args)
+    source = _resolve(resolve, args, reporter)
+    layout = Layout(options.name)
+    build_id = fingerprint(source=source.describe(), options=options.as_dict(), libraries=library_versions())
+    done = already_published(bucket=bucket, layout=layout, fingerprint=build_id, reporter=reporter)
+    if done is not None:
+        return done.as_dict()
+    version = reserve(bucket, layout, build_id)
+    work = Path(tempfile.mkdtemp(prefix="model-packager-", dir=args.work_dir))
+    try:
+        tree = build(
+            source=source,
+            options=options,
+            output=work / "tree",
+            version=version,
+            sentences=sentences,
+            reporter=reporter,
+        )
+        return publish(tree=tree, bucket=bucket, reporter=reporter).as_dict()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _wait(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    from model_packager.wait import wait_for
+
+    version = wait_for(
+        bucket=_bucket(args, budget=5.0),
+        name=args.name,
+        version=args.version,
+        timeout=args.timeout,
+        reporter=reporter,
+        poll=args.poll,
+    )
+    return {"name": args.name, "version": version}
+
+
+def _stand_in(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    from model_packager.standin import build_stand_in
+
+    sentences = read_sentences(args.corpus) if args.corpus else default_sample()
+    with reporter.step("stand-in", sentences=len(sentences)):
+        build_stand_in(output=args.output, sentences=sentences, seed=args.seed)
+    return {"stand_in": str(args.output)}
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _resolve(resolve: Any, args: argparse.Namespace, reporter: Reporter) -> Any:
+    with reporter.step("resolve", model=args.model) as done:
+        source = resolve(model=args.model, revision=args.revision, cache_dir=None)
+        done.update(commit=source.commit or "local", stand_in=source.stand_in)
+    if source.stand_in:
+        reporter.info(
+            "this is a local STAND-IN with random weights, not the real model: its predictions mean nothing",
+            stand_in_for=source.config.get("stand_in_for"),
+        )
+    return source
+
+
+def _build_inputs(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    from model_packager.build import BuildOptions
+
+    options = BuildOptions(
+        name=args.name,
+        max_length=args.max_length,
+        precision=args.precision,
+        activation=args.activation,
+        triton_device=args.triton_device,
+        text=args.text,
+        tensorrt=args.tensorrt,
+        max_batch_size=args.max_batch_size,
+    )
+    options.validate()
+    sentences = read_sentences(args.sample_file) if args.sample_file else default_sample()
+    if args.sample_size < 1:
+        raise BadInput(f"sample size must be positive, not {args.sample_size}")
+    return options, sentences[: args.sample_size]
+
+
+def _bucket(args: argparse.Namespace, budget: float | None = None) -> Any:
+    from model_packager.s3 import Bucket, Endpoint
+
+    return Bucket(
+        Endpoint(
+            url=args.endpoint,
+            bucket=args.bucket,
+            ca_bundle=args.ca_bundle,
+            budget=args.retry_budget if budget is None else budget,
+        )
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="model-packager",
+        description="Convert a HuggingFace sequence classifier to ONNX (Triton) and OpenVINO IR (OVMS), "
+        "prove the conversions agree, and publish both model repositories to an S3 bucket.",
+        epilog="Exit codes: 0 ok, 1 bug, 2 usage, 3 bad input, 4 parity gate failed, 5 credentials refused, "
+        "6 unavailable, 7 wait timed out, 8 conflict in the bucket. Credentials: AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY, AWS_REGION; HF_TOKEN for private hub models.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "text", "json"),
+        default="auto",
+        help="log lines on stderr (auto: json unless a terminal)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    build = commands.add_parser("build", help="convert and prove; write a local tree in the bucket layout")
+    _model_options(build)
+    build.add_argument("--output", type=Path, required=True, help="a new folder for the tree")
+    build.add_argument("--version", dest="version", type=int, default=1, help="version number in the tree")
+    build.set_defaults(handler=_build)
+
+    verify = commands.add_parser(
+        "verify", help="check a built tree against its manifest; print the parity report"
+    )
+    verify.add_argument("tree", type=Path)
+    verify.add_argument("--name", default="emotion")
+    verify.set_defaults(handler=_verify)
+
+    publish = commands.add_parser(
+        "publish", help="upload a built tree: atomic, idempotent, never overwriting"
+    )
+    publish.add_argument("tree", type=Path)
+    publish.add_argument("--name", default="emotion")
+    _bucket_options(publish)
+    publish.set_defaults(handler=_publish)
+
+    run = commands.add_parser(
+        "run", help="what the Job runs: build, prove and publish unless already published"
+    )
+    _model_options(run)
+    _bucket_options(run)
+    run.add_argument(
+        "--work-dir", type=Path, help="scratch space for the build (default: the system temp dir)"
+    )
+    run.set_defaults(handler=_run)
+
+    wait = commands.add_parser(
+        "wait", help="block until a version is published (the servers' initContainers)"
+    )
+    _bucket_options(wait, retry=False)
+    wait.add_argument("--name", default="emotion")
+    wait.add_argument(
+        "--version", dest="version", type=int, help="wait for this version or newer (default: any)"
+    )
+    wait.add_argument("--timeout", type=float, default=1800.0, help="seconds before giving up (exit 7)")
+    wait.add_argument("--poll", type=float, default=5.0, help="seconds between looks")
+    wait.set_defaults(handler=_wait)
+
+    stand_in = commands.add_parser(
+        "stand-in",
+        help="write a random-weight checkpoint shaped like the default model (offline demos and tests)",
+    )
+    stand_in.add_argument("--output", type=Path, required=True)
+    stand_in.add_argument("--corpus", type=Path, help="sentences to train its WordPiece vocabulary on")
+    stand_in.add_argument("--seed", type=int, default=0)
+    stand_in.set_defaults(handler=_stand_in)
+    return parser
+
+
+def _model_options(command: argparse.ArgumentParser) -> None:
+    group = command.add_argument_group("model")
+    group.add_argument(
+        "--model", required=True, help="HuggingFace hub id (owner/name) or a local checkpoint folder"
+    )
+    group.add_argument(
+        "--revision", help="hub revision: a commit sha pins it (the manifest records the commit)"
+    )
+    group.add_argument(
+        "--max-length", type=int, default=128, help="tokens per text, [CLS] and [SEP] included"
+    )
+    group.add_argument("--precision", default="fp32", help="OpenVINO IR weights: fp32, fp16 or int8 (NNCF)")
+    group.add_argument(
+        "--activation", default="auto", help="auto (from the model config), sigmoid or softmax"
+    )
+    group.add_argument(
+        "--triton-device", default="gpu", help="what Triton's config.pbtxt targets: gpu or cpu"
+    )
+    group.add_argument(
+        "--text", default="auto", help="raw-text models: auto (when the tokenizer allows), on, off"
+    )
+    group.add_argument("--tensorrt", default="off", help="Triton GPU config: TensorRT off, FP32 or FP16")
+    group.add_argument("--max-batch-size", type=int, default=32, help="Triton's max_batch_size")
+    group.add_argument(
+        "--sample-file", type=Path, help="parity sentences: CSV with a text column, or one per line"
+    )
+    group.add_argument(
+        "--sample-size", type=int, default=DEFAULT_SAMPLE_SIZE, help="sentences used by the gate"
+    )
+    command.add_argument("--name", default="emotion", help="model name in the bucket and on the servers")
+
+
+def _bucket_options(command: argparse.ArgumentParser, *, retry: bool = True) -> None:
+    group = command.add_argument_group("bucket")
+    group.add_argument("--endpoint", required=True, help="S3 endpoint, http(s)://host:port")
+    group.add_argument("--bucket", required=True, help="bucket name")
+    group.add_argument(
+        "--ca-bundle", type=Path, help="CA certificates for an https endpoint (or AWS_CA_BUNDLE)"
+    )
+    if retry:
+        group.add_argument("--retry-budget", type=float, default=120.0, help="seconds to retry each S3 call")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

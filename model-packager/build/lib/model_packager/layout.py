@@ -1,0 +1,113 @@
+"""The bucket layout: the one place that names every key the packager writes and the servers read.
+
+    ovms/<name>/<N>/model.bin, model.xml               OpenVINO IR; token ids in (OVMS base_path)
+    ovms/<name>-text/<N>/model.bin, model.xml          IR with the tokenizer fused in; strings in
+    triton/<name>/config.pbtxt                         onnxruntime backend, GPU (TensorRT optional)
+    triton/<name>/configs/cpu.pbtxt                    onnxruntime on CPU (--model-config-name=cpu)
+    triton/<name>/configs/python.pbtxt                 python backend running the same ONNX file, for Triton
+                                                       builds without onnxruntime (--model-config-name=python)
+    triton/<name>/labels.txt                           label names, for Triton's classification extension
+    triton/<name>/<N>/model.onnx, model.py
+    triton/<name>-tokenizer/config.pbtxt, <N>/...      dependency-free WordPiece step (python backend)
+    triton/<name>-text/config.pbtxt, <N>/README.md     ensemble: tokenizer, then the ONNX classifier
+    manifests/<name>/<N>.claim                         who publishes version N (a conditional create)
+    manifests/<name>/<N>.json                          sha256 + size of every object, source, options, parity
+    manifests/<name>/READY                             the newest complete version; written last
+
+The same N appears in both servers' trees. Version folders are written once and never overwritten.
+Within a version folder the entry file (the one a server looks for) is uploaded last, so a killed
+publish leaves a folder that no server treats as a model version: OVMS needs the .xml and .bin pair,
+and each Triton config.pbtxt names the one version it serves (`version_policy: specific`), which is
+rewritten only after every file of that version is uploaded and verified. config.pbtxt, labels.txt
+and READY are pointers that each publish rewrites; nothing under a version number ever changes.
+Manifests live outside triton/, where Triton would take every folder for a model.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+# Model names become S3 keys and Triton/OVMS model names: keep them plain.
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class Server(StrEnum):
+    OVMS = "ovms"
+    TRITON = "triton"
+
+
+MANIFESTS = "manifests"
+
+#: Entry files per kind of version folder: uploaded after every other file of the folder.
+ENTRY_FILES = ("model.xml", "model.onnx", "model.py", "README.md")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Keys for the models published under one name (default `emotion`)."""
+
+    name: str
+
+    @staticmethod
+    def valid_name(name: str) -> bool:
+        return bool(_NAME.match(name)) and not name.endswith(("-text", "-tokenizer"))
+
+    @property
+    def token_model(self) -> str:
+        return self.name
+
+    @property
+    def text_model(self) -> str:
+        return f"{self.name}-text"
+
+    @property
+    def tokenizer_model(self) -> str:
+        return f"{self.name}-tokenizer"
+
+    @staticmethod
+    def model_dir(server: Server, model: str) -> str:
+        return f"{server.value}/{model}"
+
+    @classmethod
+    def version_dir(cls, server: Server, model: str, version: int) -> str:
+        return f"{cls.model_dir(server, model)}/{version}"
+
+    def manifest(self, version: int) -> str:
+        return f"{MANIFESTS}/{self.name}/{version}.json"
+
+    def claim(self, version: int) -> str:
+        return f"{MANIFESTS}/{self.name}/{version}.claim"
+
+    @property
+    def ready(self) -> str:
+        return f"{MANIFESTS}/{self.name}/READY"
+
+    @property
+    def manifests_prefix(self) -> str:
+        return f"{MANIFESTS}/{self.name}/"
+
+
+def version_of(key: str) -> int | None:
+    """The version number in a key under a server tree (`ovms/emotion/3/model.xml` -> 3), if any."""
+    parts = key.split("/")
+    if len(parts) >= 4 and parts[0] in {s.value for s in Server} and parts[2].isdigit():
+        return int(parts[2])
+    return None
+
+
+def upload_order(keys: list[str]) -> list[str]:
+    """Data files first, then each version folder's entry file, then the pointers (config.pbtxt...).
+
+    Triton's text ensemble's pointer comes after the pointers of the models it calls.
+    """
+
+    def rank(key: str) -> tuple[int, str]:
+        name = key.rsplit("/", 1)[-1]
+        if version_of(key) is None:
+            ensemble_last = 1 if key.startswith(f"{Server.TRITON.value}/") and "-text/" in key else 0
+            return (2 + ensemble_last, key)
+        return (1 if name in ENTRY_FILES else 0, key)
+
+    return sorted(keys, key=rank)

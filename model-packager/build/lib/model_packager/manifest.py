@@ -1,0 +1,114 @@
+"""Manifests: what a version holds (sha256 and size of every object) and where it came from."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from model_packager.errors import BadInput
+from model_packager.layout import MANIFESTS, Layout
+from model_packager.source import file_sha256
+
+SCHEMA = 1
+#: Libraries whose versions change the artifacts: part of the fingerprint.
+LIBRARIES = (
+    "model-packager",
+    "torch",
+    "transformers",
+    "onnx",
+    "onnxscript",
+    "openvino",
+    "openvino-tokenizers",
+    "nncf",
+)
+
+
+def library_versions() -> dict[str, str]:
+    found = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "absent"
+    return found
+
+
+def fingerprint(*, source: dict[str, Any], options: dict[str, Any], libraries: dict[str, str]) -> str:
+    """Identifies a build: the same source, options and libraries give the same artifacts."""
+    identity = {
+        "source": {k: source.get(k) for k in ("id", "commit", "content_sha256")},
+        "options": options,
+        "libraries": libraries,
+    }
+    return "sha256:" + hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def object_entries(tree: Path) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every file of a built tree, keyed by bucket key (manifests excluded)."""
+    entries = {}
+    for path in sorted(p for p in tree.rglob("*") if p.is_file()):
+        key = path.relative_to(tree).as_posix()
+        if not key.startswith(f"{MANIFESTS}/"):
+            entries[key] = {"sha256": file_sha256(path), "size": path.stat().st_size}
+    return entries
+
+
+def ready_document(layout: Layout, version: int, manifest_bytes: bytes) -> bytes:
+    return _dump(
+        {
+            "version": version,
+            "manifest": layout.manifest(version),
+            "sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+        }
+    )
+
+
+def _dump(document: dict[str, Any]) -> bytes:
+    return (json.dumps(document, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode()
+
+
+def dump(document: dict[str, Any]) -> bytes:
+    return _dump(document)
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@dataclass(frozen=True)
+class LocalTree:
+    """A built tree on disk, in the bucket layout, with its manifest and READY."""
+
+    root: Path
+    name: str
+    version: int
+    manifest: dict[str, Any]
+
+    @classmethod
+    def open(cls, root: Path, name: str) -> LocalTree:
+        layout = Layout(name)
+        ready_path = root / layout.ready
+        if not ready_path.is_file():
+            raise BadInput(f"{root} is not a built model tree: {layout.ready} is missing")
+        try:
+            ready = json.loads(ready_path.read_text())
+            manifest = json.loads((root / ready["manifest"]).read_text())
+        except (OSError, KeyError, json.JSONDecodeError) as err:
+            raise BadInput(f"{root}: unreadable manifest ({err})") from err
+        return cls(root=root, name=name, version=int(ready["version"]), manifest=manifest)
+
+    def verify(self) -> list[str]:
+        """Keys whose file is missing or differs from the manifest (empty when intact)."""
+        problems = []
+        for key, expected in self.manifest["objects"].items():
+            path = self.root / key
+            if not path.is_file():
+                problems.append(f"{key}: missing")
+            elif path.stat().st_size != expected["size"] or file_sha256(path) != expected["sha256"]:
+                problems.append(f"{key}: content differs from the manifest")
+        return problems

@@ -1,0 +1,249 @@
+"""Publish a built tree to the bucket: atomic for the servers, idempotent, never overwriting a version.
+
+The protocol (see layout.py for why each step makes a half-published version invisible):
+
+1. If a complete manifest with this build's fingerprint exists, the work is done: only finish the
+   pointers and READY if an earlier run was killed before them. Nothing is uploaded.
+2. Otherwise take a version number: resume the one an earlier run of the same build claimed, or
+   claim the next free one with a conditional create of manifests/<name>/<N>.claim
+   (If-None-Match: *), so two publishers never share a number.
+3. Upload every file of the version folders (entry files last), each verified by reading it
+   back and comparing its sha256. An existing object with the same sha256 is skipped; one with
+   different content is a Conflict: a version is never overwritten.
+4. Rewrite the pointers (Triton's config.pbtxt files and labels.txt) for version N, unless READY
+   already names a newer version.
+5. Write manifests/<name>/<N>.json (conditional create), then move READY forward to N with a
+   conditional write (If-Match on the READY that was read).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from model_packager.build import pointer_files
+from model_packager.errors import Conflict, Unavailable
+from model_packager.layout import Layout, Server, upload_order, version_of
+from model_packager.manifest import LocalTree, dump, now, ready_document
+from model_packager.progress import Reporter
+from model_packager.s3 import Bucket
+
+_VERSION_FILE = re.compile(r"/(\d+)\.(json|claim)$")
+
+
+@dataclass
+class PublishResult:
+    version: int
+    already_published: bool = False
+    uploaded_objects: int = 0
+    uploaded_bytes: int = 0
+    skipped_objects: int = 0
+    skipped_keys: list[str] = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "already_published": self.already_published,
+            "uploaded_objects": self.uploaded_objects,
+            "uploaded_bytes": self.uploaded_bytes,
+            "skipped_objects": self.skipped_objects,
+        }
+
+
+@dataclass(frozen=True)
+class _Object:
+    key: str
+    sha256: str
+    size: int
+    path: Path | None = None  # a file of the local tree
+    data: bytes | None = None  # or generated content (re-versioned pointers)
+
+
+def find_published(bucket: Bucket, layout: Layout, fingerprint: str) -> int | None:
+    """The version whose complete manifest has this fingerprint, if any."""
+    for version, kind in _version_files(bucket, layout):
+        if kind == "json":
+            manifest = bucket.read_json(layout.manifest(version)) or {}
+            if manifest.get("fingerprint") == fingerprint:
+                return version
+    return None
+
+
+def reserve(bucket: Bucket, layout: Layout, fingerprint: str) -> int:
+    """Resume the version an unfinished run of this build claimed, or claim the next free one."""
+    files = _version_files(bucket, layout)
+    complete = {v for v, kind in files if kind == "json"}
+    for version, kind in files:
+        if kind == "claim" and version not in complete:
+            claim = bucket.read_json(layout.claim(version)) or {}
+            if claim.get("fingerprint") == fingerprint:
+                return version
+    candidate = max([v for v, _ in files] + _versions_in_trees(bucket, layout) + [0]) + 1
+    claim_bytes = dump({"fingerprint": fingerprint, "claimed": now(), "by": socket.gethostname()})
+    for _ in range(100):
+        if bucket.put(layout.claim(candidate), claim_bytes, create_only=True):
+            return candidate
+        candidate += 1
+    raise Conflict(f"could not claim a version number for {layout.name} after 100 tries")
+
+
+def already_published(
+    *, bucket: Bucket, layout: Layout, fingerprint: str, reporter: Reporter
+) -> PublishResult | None:
+    """Step 1: the version this build was published as, its pointers and READY finished; else None."""
+    with reporter.step("check-bucket", bucket=bucket.name):
+        bucket.ensure()
+        done = find_published(bucket, layout, fingerprint)
+    if done is None:
+        return None
+    result = PublishResult(version=done, already_published=True)
+    manifest = bucket.read_json(layout.manifest(done)) or {}
+    _advance(bucket, layout, manifest, done, reporter=reporter, result=result)
+    reporter.info("already published", version=done, fingerprint=fingerprint)
+    return result
+
+
+def publish(*, tree: LocalTree, bucket: Bucket, reporter: Reporter) -> PublishResult:
+    layout = Layout(tree.name)
+    fingerprint = tree.manifest["fingerprint"]
+    done = already_published(bucket=bucket, layout=layout, fingerprint=fingerprint, reporter=reporter)
+    if done is not None:
+        return done
+    version = reserve(bucket, layout, fingerprint)
+    result = PublishResult(version=version)
+    objects = _plan(tree, version)
+    with reporter.step("upload", version=version, objects=len(objects)) as step:
+        for obj in objects:
+            _upload(bucket, obj, result)
+        step.update(bytes=result.uploaded_bytes, skipped=result.skipped_objects)
+
+    manifest = {
+        **tree.manifest,
+        "version": version,
+        "published": now(),
+        "objects": {
+            **{o.key: {"sha256": o.sha256, "size": o.size} for o in objects},
+            **{
+                k: {"sha256": _sha(v), "size": len(v)}
+                for k, v in pointer_files(manifest=tree.manifest, version=version).items()
+            },
+        },
+    }
+    manifest_bytes = dump(manifest)
+    _advance(
+        bucket, layout, manifest, version, reporter=reporter, result=result, manifest_bytes=manifest_bytes
+    )
+    return result
+
+
+def _advance(
+    bucket: Bucket,
+    layout: Layout,
+    manifest: dict[str, Any],
+    version: int,
+    *,
+    reporter: Reporter,
+    result: PublishResult,
+    manifest_bytes: bytes | None = None,
+) -> None:
+    """Steps 4 and 5: pointers, manifest, READY; each safe to repeat."""
+    with reporter.step("pointers", version=version):
+        ready = bucket.read_json(layout.ready)
+        if ready is None or int(ready["version"]) <= version:
+            for key, content in pointer_files(manifest=manifest, version=version).items():
+                obj = _Object(key=key, sha256=_sha(content), size=len(content), data=content)
+                current = bucket.stat(key)
+                if current is None or current["sha256"] != obj.sha256:
+                    bucket.put(key, content)
+                    _verify(bucket, obj)
+                    result.uploaded_objects += 1
+                    result.uploaded_bytes += obj.size
+    if manifest_bytes is not None and not bucket.put(
+        layout.manifest(version), manifest_bytes, create_only=True
+    ):
+        existing = bucket.read_json(layout.manifest(version)) or {}
+        if existing.get("fingerprint") != manifest["fingerprint"]:
+            raise Conflict(f"{layout.manifest(version)} already exists for another build")
+    manifest_bytes = bucket.read(layout.manifest(version)) or b""
+    for _ in range(10):
+        current = bucket.stat(layout.ready)
+        ready = bucket.read_json(layout.ready) if current else None
+        if ready is not None and int(ready["version"]) >= version:
+            return
+        document = ready_document(layout, version, manifest_bytes)
+        if current is None:
+            written = bucket.put(layout.ready, document, create_only=True)
+        else:
+            written = bucket.put(layout.ready, document, if_match=current["etag"])
+        if written:
+            reporter.info("ready", version=version, key=layout.ready)
+            return
+    raise Conflict(f"{layout.ready} kept changing while this publish tried to move it to version {version}")
+
+
+def _plan(tree: LocalTree, version: int) -> list[_Object]:
+    """Every object of version `version`, in upload order; pointers come from _advance."""
+    objects = []
+    for key, entry in tree.manifest["objects"].items():
+        found = version_of(key)
+        if found is None:
+            continue  # a pointer: rewritten for `version` by _advance
+        parts = key.split("/")
+        parts[2] = str(version)
+        objects.append(
+            _Object(key="/".join(parts), sha256=entry["sha256"], size=entry["size"], path=tree.root / key)
+        )
+    order = {key: i for i, key in enumerate(upload_order([o.key for o in objects]))}
+    return sorted(objects, key=lambda o: order[o.key])
+
+
+def _upload(bucket: Bucket, obj: _Object, result: PublishResult) -> None:
+    current = bucket.stat(obj.key)
+    if current is not None:
+        if current["size"] == obj.size and current["sha256"] == obj.sha256:
+            result.skipped_objects += 1
+            result.skipped_keys.append(obj.key)
+            return
+        raise Conflict(
+            f"{obj.key} already exists in bucket {bucket.name} with other content; "
+            "versions are never overwritten"
+        )
+    assert obj.path is not None
+    bucket.upload(obj.key, obj.path, obj.sha256)
+    _verify(bucket, obj)
+    result.uploaded_objects += 1
+    result.uploaded_bytes += obj.size
+
+
+def _verify(bucket: Bucket, obj: _Object) -> None:
+    found = bucket.digest(obj.key)
+    if found != obj.sha256:
+        raise Unavailable(f"{obj.key} read back with sha256 {found[:12]}..., expected {obj.sha256[:12]}...")
+
+
+def _version_files(bucket: Bucket, layout: Layout) -> list[tuple[int, str]]:
+    found = []
+    for key in bucket.keys(layout.manifests_prefix):
+        match = _VERSION_FILE.search(key)
+        if match:
+            found.append((int(match.group(1)), match.group(2)))
+    return sorted(found)
+
+
+def _versions_in_trees(bucket: Bucket, layout: Layout) -> list[int]:
+    """Version folders already in the servers' trees (even ones no manifest describes)."""
+    versions = []
+    for server in Server:
+        for key in bucket.keys(Layout.model_dir(server, layout.token_model) + "/"):
+            found = version_of(key)
+            if found is not None:
+                versions.append(found)
+    return versions
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
