@@ -248,7 +248,7 @@ def test_coordinated_omission_open_loop_above_capacity(
     p99_by_second = [i["p99_ms"] for i in result["intervals"]]
     assert len(p99_by_second) == 3
     assert p99_by_second == sorted(p99_by_second)
-    assert p99_by_second[-1] > 3 * p99_by_second[0]
+    assert p99_by_second[-1] > 2 * p99_by_second[0]
     assert result["latency_ms"]["p99"] > 10 * sleep
     assert sleep <= result["service_ms"]["p50"]
     assert result["service_ms"]["p99"] < 3 * sleep

@@ -23,7 +23,7 @@ from loadtest.package import Package
 
 TEXT_INPUT = "text"
 OUTPUT = "probabilities"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,10 @@ class GrpcSender:
         message.outputs.add(name=OUTPUT)
         return message.SerializeToString()
 
+    def payload(self, index: int) -> bytes:
+        """The serialized ModelInferRequest of request `index`."""
+        return self._payloads[index]
+
     async def open(self, timeout: float) -> None:
         import grpc
 
@@ -229,6 +233,10 @@ class HttpSender:
         self._parse = InferenceServerClient.parse_response_body
         self._idle: list[_Connection] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def payload(self, index: int) -> bytes:
+        """The HTTP request (head and body) of request `index`."""
+        return self._requests[index]
 
     async def open(self, timeout: float) -> None:
         self._loop = asyncio.get_running_loop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 LOWEST_US = 1
@@ -23,9 +24,14 @@ def new_histogram(digits: int = DIGITS) -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, digits)
 
 
-def record_us(histogram: HdrHistogram, seconds: float) -> None:
-    """Record a duration given in seconds; values beyond the range are clamped to it."""
-    histogram.record_value(min(max(round(seconds * 1e6), LOWEST_US), HIGHEST_US))
+def histogram_of(seconds: np.ndarray, digits: int = DIGITS) -> HdrHistogram:
+    """A histogram of durations given in seconds (whole microseconds, clamped to the range)."""
+    histogram = new_histogram(digits)
+    microseconds = np.clip(np.rint(seconds * 1e6), LOWEST_US, HIGHEST_US).astype(np.int64)
+    values, counts = np.unique(microseconds, return_counts=True)
+    for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+        histogram.record_value(value, count)
+    return histogram
 
 
 def encode(histogram: HdrHistogram) -> str:
