@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from devstack.paths import REPO_ROOT, tool
@@ -349,6 +350,53 @@ def test_a_server_killed_mid_run_gives_exit_6_and_a_partial_report(serve, tiny_p
     assert result["errors_by_kind"]["unavailable"] > 0
     assert result["aborted"].startswith("unavailable for ")
     assert stdout.strip() == str(out)
+
+
+def test_sigterm_stops_the_run_with_its_workers_and_a_partial_report(emotion_triton, tiny_package, tmp_path):
+    out = tmp_path / "report"
+    argv = [
+        sys.executable,
+        "-m",
+        "loadtest",
+        "run",
+        "--target",
+        f"triton={emotion_triton.grpc_url}",
+        "--package",
+        str(tiny_package),
+        "--rate",
+        "20,40",
+        "--duration",
+        "2s",
+        "--warmup",
+        "0s",
+        "--workers",
+        "2",
+        "--max-lag",
+        "1s",
+        "--output",
+        str(out),
+    ]
+    run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "report.json").exists() and time.monotonic() < deadline:  # the first level is done
+            time.sleep(0.2)
+        workers = [p for p in psutil.Process(run.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+        assert len(workers) == 2
+        run.terminate()
+        stopped = time.monotonic()
+        stdout, stderr = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130
+    assert time.monotonic() - stopped < 10
+    assert stderr.strip().splitlines()[-1] == "loadtest: interrupted"
+    assert stdout.strip() == str(out)
+    report = read_report(out)
+    assert (report["status"], report["exit_code"], report["problems"]) == ("partial", 130, ["interrupted"])
+    assert [r["value"] for r in report["results"]] == [20]
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])

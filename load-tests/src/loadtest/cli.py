@@ -1,13 +1,15 @@
 """The `loadtest` command line: parse and check every option, then call the library.
 
 Exit codes (errors.ExitCode, documented in docs/loadtest.md): 0 ok, 1 bug, 2 usage, 3 bad input,
-4 threshold breached, 5 invalid run, 6 target unavailable or died, 7 smoke check failed, 8 regression.
+4 threshold breached, 5 invalid run, 6 target unavailable or died, 7 smoke check failed, 8 regression,
+130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -191,9 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument(
         "--input",
         type=input_kinds,
-        default=("tokens", "text"),
         metavar="KINDS",
-        help="models to ask: tokens, text, or tokens,text (default)",
+        help="models to ask: tokens, text or tokens,text (default: what the package has)",
     )
     smoke.add_argument("--sentences", type=positive_int, default=12, help="sentences to send (default: 12)")
 
@@ -241,15 +242,25 @@ def _check(args: argparse.Namespace) -> None:
             parser.error("--interval must be above 0 and at most --duration")
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a Job's pod deleted, `timeout`): stop as Ctrl-C does
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check(args)
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         return int(_dispatch(args))
     except LoadTestError as err:
         print(f"loadtest: {err.message}", file=sys.stderr)
         return int(err.code)
+    except KeyboardInterrupt:
+        print("loadtest: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _dispatch(args: argparse.Namespace) -> ExitCode:

@@ -21,6 +21,7 @@ class ExitCode(IntEnum):
         7  # `smoke`: a target answered with a wrong shape, or disagreed with the reference or another target
     )
     REGRESSION = 8  # `compare`: the new run is worse than the old one beyond run-to-run noise
+    INTERRUPTED = 130  # Ctrl-C (SIGINT): the report of the levels done is written (status partial)
 
 
 class LoadTestError(Exception):

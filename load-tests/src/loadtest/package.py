@@ -156,6 +156,11 @@ class Package:
         return f"{Layout.version_dir(Server.TRITON, layout.tokenizer_model, self.version)}/tokenizer.json"
 
     @property
+    def has_text_model(self) -> bool:
+        """False when the manifest says the raw-text models were not built (models.text is null)."""
+        return self._models.get("text", True) is not None
+
+    @property
     def token_inputs(self) -> tuple[str, ...]:
         """The token model's inputs (the manifest's models.token.inputs; a BERT's three by default)."""
         listed = (self._models.get("token") or {}).get("inputs")

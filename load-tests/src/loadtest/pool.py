@@ -23,6 +23,7 @@ class WorkerPool:
         self.size = size
         self._conns: list[Connection] = []
         self._procs: list[Any] = []
+        self._busy: set[int] = set()  # workers with a command out
         for index in range(size):
             parent, child = context.Pipe()
             proc = context.Process(
@@ -34,14 +35,16 @@ class WorkerPool:
             self._procs.append(proc)
 
     def setup(self, setup: Setup, *, timeout: float) -> list[dict[str, Any]]:
-        for conn in self._conns:
+        for index, conn in enumerate(self._conns):
             conn.send(("setup", setup))
+            self._busy.add(index)
         return self._collect(self._conns, deadline=time.monotonic() + timeout, what=f"set up {setup.key}")
 
     def start_level(self, shares: list[Share]) -> list[Connection]:
         conns = self._conns[: len(shares)]
-        for conn, share in zip(conns, shares, strict=True):
+        for index, (conn, share) in enumerate(zip(conns, shares, strict=True)):
             conn.send(("level", share))
+            self._busy.add(index)
         return conns
 
     def finish_level(self, conns: list[Connection], *, deadline: float) -> list[dict[str, Any]]:
@@ -58,6 +61,7 @@ class WorkerPool:
             for conn in ready:
                 try:
                     answers[conns.index(conn)] = conn.recv()
+                    self._busy.discard(self._conns.index(conn))
                 except (EOFError, OSError):
                     self.close()
                     raise WorkerFailed(f"a worker process died while it was to {what}") from None
@@ -65,7 +69,12 @@ class WorkerPool:
         return [answers[i] for i in range(len(conns))]
 
     def close(self) -> None:
-        for conn in self._conns:
+        """Idle workers are asked to close; a worker still busy with a command (the run was interrupted) is
+        killed at once, since it would not read the request before its level ends."""
+        for index, conn in enumerate(self._conns):
+            if index in self._busy:
+                self._procs[index].kill()
+                continue
             with contextlib.suppress(OSError, ValueError):
                 conn.send(("close", None))
         for proc in self._procs:
@@ -75,7 +84,7 @@ class WorkerPool:
                 proc.join()
         for conn in self._conns:
             conn.close()
-        self._conns, self._procs = [], []
+        self._conns, self._procs, self._busy = [], [], set()
 
     def __enter__(self) -> WorkerPool:
         return self

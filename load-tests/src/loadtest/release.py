@@ -14,7 +14,6 @@ comparing the servers at modest rates, not for absolute figures (docs/loadtest.m
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import re
@@ -25,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from loadtest.errors import BadInput, Unavailable
+from loadtest.lifetime import die_with_parent
 
 PART_OF = "emotion-serving"
 SERVERS = ("ovms", "triton")
@@ -32,7 +32,6 @@ SERVERS = ("ovms", "triton")
 TARGET_PORT = {"grpc": "grpc", "http": "http"}
 METRICS_PORT = {"ovms": "http", "triton": "metrics"}
 _FORWARD = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)")
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -68,9 +67,9 @@ def forwarded(line: str) -> tuple[int, int] | None:
     return (int(match.group(2)), int(match.group(1))) if match else None
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def _own_session_dying_with_us() -> None:  # runs in the child between fork and exec
     os.setsid()
-    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    die_with_parent(signal.SIGTERM)
 
 
 @contextlib.contextmanager
@@ -91,7 +90,7 @@ def port_forwards(
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     text=True,
-                    preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads are running yet)
+                    preexec_fn=_own_session_dying_with_us,  # noqa: PLW1509 (no threads are running yet)
                 )
             except OSError as err:
                 raise BadInput(f"cannot run {kubectl}: {err.strerror}") from None

@@ -126,8 +126,7 @@ class Run:
         except Unavailable as err:
             return self._finish(ExitCode.UNAVAILABLE, str(err), partial=True)
         except KeyboardInterrupt:
-            self._finish(ExitCode.BUG, "interrupted", partial=True)
-            raise
+            return self._finish(ExitCode.INTERRUPTED, "interrupted", partial=True)
         except LoadTestError as err:
             return self._finish(err.code, err.message, partial=True)
         return self._finish(self._verdict(), None, partial=False)
@@ -534,6 +533,10 @@ def run_load(
     )
     sentences = load_corpus(corpus)
     opened = open_package(source=package, name=name, version=version, s3_endpoint=s3_endpoint)
+    if text and not opened.has_text_model:
+        raise BadInput(
+            f"--input text: package {name} v{opened.version} has no raw-text model (its manifest says so)"
+        )
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from loadtest.corpus import load_corpus
-from loadtest.errors import SmokeFailed, Unavailable
+from loadtest.errors import BadInput, SmokeFailed, Unavailable
 from loadtest.package import open_package
 from loadtest.prepare import OUTPUT, Prepared, prepare_inputs, requests_for
 from loadtest.targets import Target, check_ready, parse_targets
@@ -26,7 +26,7 @@ def run_smoke(
     targets: list[str],
     protocol: str,
     name: str,
-    inputs: tuple[str, ...],
+    inputs: tuple[str, ...] | None,
     package: str,
     s3_endpoint: str | None,
     version: int | None,
@@ -39,6 +39,12 @@ def run_smoke(
     parsed = parse_targets(targets, [], protocol=protocol)
     sample = load_corpus(corpus).sample(sentences)
     opened = open_package(source=package, name=name, version=version, s3_endpoint=s3_endpoint)
+    if inputs is None:
+        inputs = INPUT_KINDS if opened.has_text_model else ("tokens",)
+    elif "text" in inputs and not opened.has_text_model:
+        raise BadInput(
+            f"--input text: package {name} v{opened.version} has no raw-text model (its manifest says so)"
+        )
     prepared = prepare_inputs(package=opened, corpus=sample, cache_dir=None)
     problems: list[str] = []
     answers: dict[tuple[str, str], np.ndarray] = {}

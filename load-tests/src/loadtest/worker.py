@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import signal
 import time
 from array import array
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from loadtest import stats
+from loadtest.lifetime import die_with_parent
 from loadtest.prepare import RequestData, load_prepared, requests_for
 from loadtest.protocol import Sender, SendError, make_sender
 
@@ -374,7 +376,14 @@ class WorkerState:
 
 
 def worker_main(conn: Any) -> None:
-    """The worker process: answer commands until `close` or until the runner goes away."""
+    """The worker process: answer commands until `close` or until the runner goes away.
+
+    Ctrl-C and SIGTERM reach the whole process group: the runner handles them and closes the workers, which
+    ignore them (and die with the runner if it is killed outright).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    die_with_parent()
     state = WorkerState()
     try:
         while True:
