@@ -12,17 +12,22 @@ NAMESPACE ?= default
 LOADTEST_ARGS ?= --concurrency 1,4,16 --duration 30s --warmup 5s
 LOADTEST_OUTPUT ?= $(CACHE)/loadtest/$(RELEASE)-$(shell date +%Y%m%d-%H%M%S)
 
-$(eval $(call go-tool,ghz,github.com/bojand/ghz,$(GHZ_VERSION),cmd/ghz))
-$(eval $(call go-tool,vegeta,github.com/tsenart/vegeta/v12,$(VEGETA_VERSION),.))
+GHZ := $(call versioned,ghz,$(GHZ_VERSION))
+VEGETA := $(call versioned,vegeta,$(VEGETA_VERSION))
 
-TEST_SUITES += test-loadtest
-
+# The suite is pytest: `make test` runs it with the rest (test-python); this target runs it alone.
 .PHONY: test-loadtest
-test-loadtest: ## pytest: the load tester against a real local Triton
+test-loadtest: ## Only the load tester's pytest suite, against a real local Triton (test-python runs it too)
 	$(PY) -m pytest load-tests/tests
 
+# Built like the setup's Go tools (hack/go-install.sh), but only on demand: the tests do not need them.
+$(GHZ):
+	hack/go-install.sh ghz github.com/bojand/ghz $(GHZ_VERSION) cmd/ghz
+$(VEGETA):
+	hack/go-install.sh vegeta github.com/tsenart/vegeta/v12 $(VEGETA_VERSION) .
+
 .PHONY: bench-tools
-bench-tools: $(call versioned,ghz,$(GHZ_VERSION)) $(call versioned,vegeta,$(VEGETA_VERSION)) ## ghz and vegeta at pinned versions (for bench-loadtest)
+bench-tools: $(GHZ) $(VEGETA) ## ghz and vegeta at pinned versions, from the Go module proxy (for bench-loadtest)
 	@mkdir -p $(BIN)
 	ln -sfn ../versions/ghz@$(GHZ_VERSION)/ghz $(BIN)/ghz
 	ln -sfn ../versions/vegeta@$(VEGETA_VERSION)/vegeta $(BIN)/vegeta
