@@ -109,29 +109,12 @@ def test_closed_loop_grpc_report_schema_and_values(
         assert f"]({plot})" in markdown
 
 
-def test_open_loop_http_text_model(emotion_triton, tiny_package, tmp_path, loadtest):
+def test_open_loop_http_text_model_batches_of_four(emotion_triton, tiny_package, tmp_path, loadtest):
     out = tmp_path / "report"
+    target = f"--target triton={emotion_triton.http_url} --metrics triton={emotion_triton.metrics_url}"
+    options = "--protocol http --input text --batch-size 4 --rate 40 --duration 2s --workers 2"
     run = loadtest(
-        "run",
-        "--target",
-        f"triton={emotion_triton.http_url}",
-        "--metrics",
-        f"triton={emotion_triton.metrics_url}",
-        "--protocol",
-        "http",
-        "--input",
-        "text",
-        "--package",
-        tiny_package,
-        "--rate",
-        "40",
-        "--duration",
-        "2s",
-        "--workers",
-        "2",
-        *SHORT,
-        "--output",
-        out,
+        "run", *target.split(), *options.split(), "--package", tiny_package, *SHORT, "--output", out
     )
     assert run.code == 0, run.stderr
     report = read_report(out)
@@ -142,9 +125,55 @@ def test_open_loop_http_text_model(emotion_triton, tiny_package, tmp_path, loadt
     # A fixed grid of 40/s over 2 s: exactly 80 intended sends in the window, each sent on time.
     assert result["requests"] == 80
     assert result["achieved_rate"] == pytest.approx(40, abs=1)
+    assert result["sentences_per_s"] == 4 * result["throughput_rps"]
     assert (result["errors"], result["mismatches"]) == (0, 0)
+    assert result["max_drift"] < 1e-5  # padding inside a batch: float noise only
     assert result["server"]["server"] == "triton"
     assert result["lag_kind"] == "schedule"
+
+
+def test_slo_search_brackets_the_sleeping_models_capacity(
+    odd_triton, tiny_package, tmp_path, loadtest, test_models
+):
+    """p99 under 4 sleeps: easy with evenly spaced requests up to the model's capacity (1000 / SLEEP_MS
+    = 50/s, a little less with Triton's own time), hopeless at 80/s."""
+    out = tmp_path / "report"
+    bound = 4 * test_models.sleep_ms
+    options = (
+        f"--served-model sleepy --rate 10 --slo-search --slo-p99-ms {bound} --max-rate 80 --search-steps 1"
+    )
+    run = loadtest(
+        "run",
+        "--target",
+        f"odd={odd_triton.grpc_url}",
+        "--package",
+        tiny_package,
+        *options.split(),
+        "--duration",
+        "2s",
+        "--warmup",
+        "1s",
+        "--workers",
+        "1",
+        "--max-lag",
+        "1s",
+        "--output",
+        out,
+    )
+    assert run.code == 0, run.stderr
+    report = read_report(out)
+    search = report["slo_search"]["odd"]
+    probes = [p["rate"] for p in search["probes"]]
+    assert probes[:4] == [10, 20, 40, 80][: len(probes[:4])]
+    assert 20 <= search["max_rate"] < search["first_failing_rate"] <= 80
+    assert search["max_rate"] <= 1000 / test_models.sleep_ms
+    by_rate = {p["rate"]: p["p99_ms"] for p in search["probes"]}
+    assert by_rate[search["max_rate"]] <= bound < by_rate[search["first_failing_rate"]]
+    assert all(r["probe"] for r in report["results"])
+    assert (
+        f"| odd | {search['max_rate']:g}/s | {search['first_failing_rate']:g}/s |"
+        in (out / "report.md").read_text()
+    )
 
 
 def test_threshold_breach_exits_4_with_the_reason(emotion_triton, tiny_package, tmp_path, loadtest):

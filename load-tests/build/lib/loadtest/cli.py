@@ -1,0 +1,359 @@
+"""The `loadtest` command line: parse and check every option, then call the library.
+
+Exit codes (errors.ExitCode, documented in docs/loadtest.md): 0 ok, 1 bug, 2 usage, 3 bad input,
+4 threshold breached, 5 invalid run, 6 target unavailable or died, 7 smoke check failed, 8 regression.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from loadtest import __version__
+from loadtest.errors import BadInput, ExitCode, LoadTestError
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def duration(text: str) -> float:
+    """`30s`, `500ms`, `2m`, `1h` or plain seconds."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (examples: 30s, 500ms, 2m)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _positive(kind: type, text: str) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a {'whole ' if kind is int else ''}number"
+        ) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return int(_positive(int, text))
+
+
+def positive_float(text: str) -> float:
+    return _positive(float, text)
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
+    return value
+
+
+def int_list(text: str) -> tuple[float, ...]:
+    return tuple(float(positive_int(part)) for part in text.split(","))
+
+
+def float_list(text: str) -> tuple[float, ...]:
+    return tuple(positive_float(part) for part in text.split(","))
+
+
+def input_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(dict.fromkeys(part.strip() for part in text.split(",")))
+    if not kinds or any(k not in {"tokens", "text"} for k in kinds):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected tokens, text or tokens,text")
+    return kinds
+
+
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    """Where the targets are and where the inputs come from: the same for `run` and `smoke`."""
+    parser.add_argument(
+        "--target", action="append", default=[], metavar="NAME=HOST:PORT", help="a server (repeat for each)"
+    )
+    parser.add_argument(
+        "--protocol", choices=("grpc", "http"), default="grpc", help="KServe v2 over gRPC or HTTP"
+    )
+    parser.add_argument("--model", default="emotion", help="the packaged model's name (default: emotion)")
+    parser.add_argument(
+        "--package",
+        required=True,
+        metavar="DIR|s3://BUCKET[/PREFIX]",
+        help="the packaged model: a folder, or a bucket (keys: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)",
+    )
+    parser.add_argument(
+        "--s3-endpoint", metavar="URL", help="S3 endpoint for an s3:// package, http(s)://host:port"
+    )
+    parser.add_argument(
+        "--version", type=positive_int, help="the package version to use (default: the one READY names)"
+    )
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        metavar="FILE",
+        help="sentences: .csv with a `text` column, or text, one per line",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=positive_float,
+        default=1e-3,
+        help="largest probability drift from the reference that still counts as correct (default: 1e-3)",
+    )
+    parser.add_argument("--timeout", type=duration, default=10.0, help="per-request timeout (default: 10s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loadtest", description="Fair, open-loop-correct load tests of KServe v2 servers."
+    )
+    parser.add_argument("--version", action="version", version=f"loadtest {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run load levels against every target and write a report")
+    _add_source_options(run)
+    run.add_argument(
+        "--metrics",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="a target's Prometheus endpoint (or none)",
+    )
+    run.add_argument(
+        "--input",
+        choices=("tokens", "text"),
+        default="tokens",
+        help="token ids, or raw text (model NAME-text)",
+    )
+    run.add_argument(
+        "--served-model", metavar="NAME", help="the model's name on the servers (default: MODEL[-text])"
+    )
+    load = run.add_mutually_exclusive_group(required=True)
+    load.add_argument("--concurrency", type=int_list, metavar="N[,N...]", help="closed loop: users per level")
+    load.add_argument(
+        "--rate", type=float_list, metavar="R[,R...]", help="open loop: requests per second per level"
+    )
+    run.add_argument(
+        "--arrival", choices=("fixed", "poisson"), default="fixed", help="open loop: request spacing"
+    )
+    run.add_argument(
+        "--slo-search", action="store_true", help="find the highest rate with p99 under --slo-p99-ms"
+    )
+    run.add_argument(
+        "--max-rate", type=positive_float, default=100000.0, help="SLO search: highest rate to try"
+    )
+    run.add_argument(
+        "--search-steps", type=positive_int, default=5, help="SLO search: bisection probes (default 5)"
+    )
+    run.add_argument("--duration", type=duration, default=30.0, help="measured time per level (default: 30s)")
+    run.add_argument(
+        "--warmup", type=duration, default=5.0, help="unmeasured time before each level (default: 5s)"
+    )
+    run.add_argument(
+        "--interval", type=duration, default=1.0, help="time slice for the per-interval figures (1s)"
+    )
+    run.add_argument(
+        "--max-lag",
+        type=duration,
+        default=0.01,
+        help="client lag (p99) beyond which a level is invalid (10ms)",
+    )
+    run.add_argument("--batch-size", type=positive_int, default=1, help="sentences per request (default: 1)")
+    run.add_argument("--workers", type=positive_int, help="worker processes (default: CPUs, at most 8)")
+    run.add_argument(
+        "--max-in-flight",
+        type=positive_int,
+        default=1000,
+        help="open loop: requests out at once (default: 1000)",
+    )
+    run.add_argument("--slo-p99-ms", type=positive_float, help="threshold: p99 latency bound in ms")
+    run.add_argument(
+        "--max-error-rate", type=fraction, default=0.01, help="threshold: errors / requests (0.01)"
+    )
+    run.add_argument(
+        "--max-mismatch-rate",
+        type=fraction,
+        default=0.0,
+        help="threshold: wrong answers / answers (default: 0)",
+    )
+    run.add_argument("--seed", type=int, default=1, help="seed of the Poisson arrivals")
+    run.add_argument("--output", type=Path, required=True, help="folder for report.json, report.md, plots/")
+
+    smoke = commands.add_parser(
+        "smoke", help="a few labelled sentences to every target: shapes, reference, agreement"
+    )
+    _add_source_options(smoke)
+    smoke.add_argument(
+        "--input",
+        type=input_kinds,
+        default=("tokens", "text"),
+        metavar="KINDS",
+        help="models to ask: tokens, text, or tokens,text (default)",
+    )
+    smoke.add_argument("--sentences", type=positive_int, default=12, help="sentences to send (default: 12)")
+
+    compare = commands.add_parser("compare", help="is NEW better or worse than OLD beyond run-to-run noise?")
+    compare.add_argument("old", type=Path, metavar="OLD", help="report.json or its folder")
+    compare.add_argument("new", type=Path, metavar="NEW", help="report.json or its folder")
+    compare.add_argument(
+        "--min-change",
+        type=fraction,
+        default=0.05,
+        help="smallest relative change that counts (default: 0.05)",
+    )
+
+    release = commands.add_parser(
+        "release",
+        help="`run` against a deployed release through kubectl port-forward (what `make loadtest` runs)",
+        description="Finds the release's ovms, triton and minio Services by the chart's labels, forwards "
+        "their ports and runs `loadtest run` with the options after `--` (levels, duration, thresholds...).",
+    )
+    release.add_argument("--release", required=True, help="the Helm release name")
+    release.add_argument("--namespace", default="default", help="its namespace (default: default)")
+    release.add_argument("--kubectl", default="kubectl", help="the kubectl to use (default: kubectl on PATH)")
+    release.add_argument(
+        "--protocol", choices=("grpc", "http"), default="grpc", help="KServe v2 over gRPC or HTTP"
+    )
+    release.add_argument("--bucket", default="models", help="the bucket behind the release's MinIO (models)")
+    release.add_argument("--output", type=Path, required=True, help="folder for the report")
+    release.add_argument(
+        "run_args", nargs=argparse.REMAINDER, metavar="-- RUN-OPTIONS", help="options for `run`"
+    )
+    for command in (run, smoke, compare, release):
+        command.set_defaults(command_parser=command)
+    return parser
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Checks that involve several options; errors read like argparse's own."""
+    parser = args.command_parser
+    if args.command == "run":
+        if args.slo_search and (args.rate is None or args.slo_p99_ms is None):
+            parser.error("--slo-search needs --rate START and --slo-p99-ms")
+        if args.duration <= 0:
+            parser.error("--duration must be above 0")
+        if args.interval <= 0 or args.interval > args.duration:
+            parser.error("--interval must be above 0 and at most --duration")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check(args)
+    try:
+        return int(_dispatch(args))
+    except LoadTestError as err:
+        print(f"loadtest: {err.message}", file=sys.stderr)
+        return int(err.code)
+
+
+def _dispatch(args: argparse.Namespace) -> ExitCode:
+    if args.command == "run":
+        from loadtest.runner import default_workers, run_load
+
+        code, report = run_load(
+            targets=args.target,
+            metrics=args.metrics,
+            protocol=args.protocol,
+            name=args.model,
+            text=args.input == "text",
+            served_model=args.served_model,
+            concurrency=args.concurrency,
+            rates=args.rate,
+            poisson=args.arrival == "poisson",
+            slo_search=args.slo_search,
+            max_rate=args.max_rate,
+            search_steps=args.search_steps,
+            duration=args.duration,
+            warmup=args.warmup,
+            timeout=args.timeout,
+            interval=args.interval,
+            max_lag=args.max_lag,
+            batch_size=args.batch_size,
+            workers=args.workers or default_workers(),
+            max_in_flight=args.max_in_flight,
+            tolerance=args.tolerance,
+            slo_p99_ms=args.slo_p99_ms,
+            max_error_rate=args.max_error_rate,
+            max_mismatch_rate=args.max_mismatch_rate,
+            seed=args.seed,
+            package=args.package,
+            s3_endpoint=args.s3_endpoint,
+            version=args.version,
+            corpus=args.corpus,
+            output=args.output,
+        )
+        for problem in report["problems"]:
+            print(f"loadtest: {problem}", file=sys.stderr)
+        print(args.output)
+        return code
+    if args.command == "smoke":
+        from loadtest.smoke import run_smoke
+
+        lines = run_smoke(
+            targets=args.target,
+            protocol=args.protocol,
+            name=args.model,
+            inputs=args.input,
+            package=args.package,
+            s3_endpoint=args.s3_endpoint,
+            version=args.version,
+            corpus=args.corpus,
+            sentences=args.sentences,
+            tolerance=args.tolerance,
+            timeout=args.timeout,
+        )
+        print("\n".join(lines))
+        return ExitCode.OK
+    if args.command == "compare":
+        from loadtest.compare import compare_reports, markdown, unmatched
+        from loadtest.report import load_report
+
+        old, new = load_report(args.old), load_report(args.new)
+        changes = compare_reports(old, new, min_change=args.min_change)
+        if not changes:
+            raise BadInput(f"{args.old} and {args.new} have no level in common")
+        print(markdown(changes, unmatched(old, new)), end="")
+        worse = [c for c in changes if c.verdict == "worse"]
+        if worse:
+            print(f"loadtest: {len(worse)} figure(s) worse beyond noise", file=sys.stderr)
+            return ExitCode.REGRESSION
+        return ExitCode.OK
+    if args.command == "release":
+        return _release(args)
+    raise AssertionError(args.command)
+
+
+#: `release` sets these itself from the Services it finds.
+_RELEASE_OWNS = ("--target", "--metrics", "--protocol", "--output")
+
+
+def _release(args: argparse.Namespace) -> ExitCode:
+    from loadtest.release import SERVERS, discover, list_services, port_forwards, run_arguments
+
+    run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
+    owned = [a for a in run_args if a.split("=")[0] in _RELEASE_OWNS]
+    if owned:
+        raise BadInput(
+            f"{owned[0]}: `release` sets it from the release's Services; give --protocol to release"
+        )
+    services = discover(
+        list_services(kubectl=args.kubectl, namespace=args.namespace, release=args.release),
+        release=args.release,
+    )
+    with_package = any(a.split("=")[0] == "--package" for a in run_args)
+    wanted = [services[c] for c in (*SERVERS, *(() if with_package else ("minio",))) if c in services]
+    with port_forwards(wanted, kubectl=args.kubectl, namespace=args.namespace) as local:
+        forwarded = run_arguments(
+            local, protocol=args.protocol, bucket=args.bucket, with_package=with_package
+        )
+        return ExitCode(main(["run", *forwarded, "--output", str(args.output), *run_args]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""Read a packaged model (what the model-packager publishes) from a local folder or an S3 bucket.
+
+Both hold the same keys, named by the packager's model_packager.layout (docs/contracts.md):
+
+    manifests/<name>/READY                      {"version", "manifest": "manifests/<name>/N.json", "sha256"}
+    manifests/<name>/<N>.json                   labels, activation, options.max_length, sha256 of every object
+    triton/<name>-tokenizer/<N>/tokenizer.json  HuggingFace `tokenizers` file
+    triton/<name>/<N>/model.onnx                the ONNX graph both servers were built from
+
+Only READY and the manifest are read up front; the tokenizer and the ONNX file are read when the prepared
+inputs are not cached yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from loadtest.errors import BadInput, Unavailable
+from model_packager.layout import Layout, Server
+
+S3_SCHEME = "s3://"
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class Store(Protocol):
+    location: str
+
+    def read(self, key: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class LocalStore:
+    root: Path
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    def read(self, key: str) -> bytes:
+        try:
+            return (self.root / key).read_bytes()
+        except FileNotFoundError:
+            raise BadInput(f"package {self.root}: {key} is missing") from None
+        except OSError as err:
+            raise BadInput(f"package {self.root}: {key}: {err.strerror}") from None
+
+
+@dataclass
+class S3Store:
+    """A bucket (and optional prefix) on an S3 endpoint; keys from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."""
+
+    endpoint: str
+    bucket: str
+    prefix: str = ""
+    _client: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/") + f" on {self.endpoint}"
+
+    def client(self) -> Any:
+        if self._client is None:
+            import urllib3
+            from minio import Minio
+
+            parts = urlsplit(self.endpoint if "://" in self.endpoint else f"http://{self.endpoint}")
+            if parts.scheme not in {"http", "https"} or not parts.netloc:
+                raise BadInput(f"--s3-endpoint {self.endpoint!r}: expected http(s)://host:port")
+            http = urllib3.PoolManager(
+                timeout=urllib3.Timeout(connect=10, read=120),
+                retries=urllib3.Retry(total=3, backoff_factor=0.5, status_forcelist=[500, 502, 503, 504]),
+                cert_reqs="CERT_REQUIRED",
+                ca_certs=os.environ.get("SSL_CERT_FILE") or None,
+            )
+            self._client = Minio(
+                parts.netloc,
+                access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
+                secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+                session_token=os.environ.get("AWS_SESSION_TOKEN"),
+                region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+                secure=parts.scheme == "https",
+                http_client=http,
+            )
+        return self._client
+
+    def read(self, key: str) -> bytes:
+        from minio.error import S3Error
+        from urllib3.exceptions import HTTPError
+
+        full = f"{self.prefix}/{key}" if self.prefix else key
+        try:
+            response = self.client().get_object(self.bucket, full)
+        except S3Error as err:
+            if err.code in {"NoSuchKey", "NoSuchBucket"}:
+                raise BadInput(f"package {self.location}: {key} is missing ({err.code})") from None
+            raise BadInput(f"package {self.location}: reading {key} was refused: {err.code}") from None
+        except HTTPError as err:
+            raise Unavailable(f"package {self.location}: cannot reach the S3 endpoint ({err})") from None
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+
+def open_store(source: str, *, s3_endpoint: str | None) -> Store:
+    """A local folder, or `s3://bucket[/prefix]` on `s3_endpoint`."""
+    if source.startswith(S3_SCHEME):
+        bucket, _, prefix = source[len(S3_SCHEME) :].partition("/")
+        if not bucket:
+            raise BadInput(f"--package {source!r}: expected s3://bucket[/prefix]")
+        if not s3_endpoint:
+            raise BadInput(f"--package {source}: an s3:// package needs --s3-endpoint")
+        return S3Store(endpoint=s3_endpoint, bucket=bucket, prefix=prefix.strip("/"))
+    root = Path(source)
+    if not root.is_dir():
+        raise BadInput(f"--package {source}: not a folder (and not s3://bucket)")
+    return LocalStore(root)
+
+
+@dataclass(frozen=True)
+class Package:
+    """One published version: its manifest, and where to read its tokenizer and ONNX graph."""
+
+    store: Store
+    name: str
+    version: int
+    manifest: dict[str, Any]
+    manifest_sha256: str
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.manifest["labels"])
+
+    @property
+    def activation(self) -> str:
+        return str(self.manifest.get("activation", ""))
+
+    @property
+    def max_length(self) -> int:
+        return int(self.manifest["options"]["max_length"])
+
+    @property
+    def tokenizer_key(self) -> str:
+        """The manifest's models.tokenizer.key, else where the packager puts it."""
+        listed = (self._models.get("tokenizer") or {}).get("key")
+        if listed:
+            return str(listed)
+        layout = Layout(self.name)
+        return f"{Layout.version_dir(Server.TRITON, layout.tokenizer_model, self.version)}/tokenizer.json"
+
+    @property
+    def token_inputs(self) -> tuple[str, ...]:
+        """The token model's inputs (the manifest's models.token.inputs; a BERT's three by default)."""
+        listed = (self._models.get("token") or {}).get("inputs")
+        return tuple(listed) if listed else TOKEN_INPUTS
+
+    @property
+    def _models(self) -> dict[str, Any]:
+        models = self.manifest.get("models")
+        return models if isinstance(models, dict) else {}
+
+    @property
+    def onnx_key(self) -> str:
+        layout = Layout(self.name)
+        return f"{Layout.version_dir(Server.TRITON, layout.token_model, self.version)}/model.onnx"
+
+    def read_verified(self, key: str) -> bytes:
+        """The object's bytes, checked against the manifest's sha256 where the manifest lists the key."""
+        data = self.store.read(key)
+        expected = _listed_sha256(self.manifest, key)
+        if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+            raise BadInput(f"package {self.store.location}: {key} does not match the sha256 in its manifest")
+        return data
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.store.location,
+            "name": self.name,
+            "version": self.version,
+            "manifest_sha256": self.manifest_sha256,
+            "labels": list(self.labels),
+            "activation": self.activation,
+            "max_length": self.max_length,
+            "token_inputs": list(self.token_inputs),
+        }
+
+
+def open_package(
+    *, source: str, name: str, version: int | None = None, s3_endpoint: str | None = None
+) -> Package:
+    """READY (or the manifest of `version`), checked: its sha256 and the fields the tester needs."""
+    store = open_store(source, s3_endpoint=s3_endpoint)
+    layout = Layout(name)
+    ready_key = layout.ready
+    ready = _json(store, ready_key, store.read(ready_key))
+    try:
+        ready_version = int(ready["version"])
+        manifest_key = str(ready["manifest"])
+    except (KeyError, TypeError, ValueError):
+        raise BadInput(f"package {store.location}: {ready_key} lacks version/manifest") from None
+    if version is None or version == ready_version:
+        version = ready_version
+        expected_sha = ready.get("sha256")
+    else:
+        manifest_key, expected_sha = layout.manifest(version), None
+    raw = store.read(manifest_key)
+    sha = hashlib.sha256(raw).hexdigest()
+    if expected_sha is not None and sha != expected_sha:
+        raise BadInput(f"package {store.location}: {manifest_key} does not match the sha256 in {ready_key}")
+    manifest = _json(store, manifest_key, raw)
+    package = Package(store=store, name=name, version=version, manifest=manifest, manifest_sha256=sha)
+    try:
+        labels, max_length = package.labels, package.max_length
+    except (KeyError, TypeError, ValueError):
+        raise BadInput(
+            f"package {store.location}: {manifest_key} lacks labels or options.max_length"
+        ) from None
+    if not labels or max_length < 2:
+        raise BadInput(f"package {store.location}: {manifest_key} has no labels or a max_length below 2")
+    unknown = sorted(set(package.token_inputs) - set(TOKEN_INPUTS))
+    if unknown or "input_ids" not in package.token_inputs:
+        raise BadInput(
+            f"package {store.location}: the token model's inputs {list(package.token_inputs)} are not BERT's"
+        )
+    return package
+
+
+def _json(store: Store, key: str, raw: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadInput(f"package {store.location}: {key} is not JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise BadInput(f"package {store.location}: {key} is not a JSON object")
+    return value
+
+
+def _listed_sha256(manifest: dict[str, Any], key: str) -> str | None:
+    """The sha256 that the manifest records for `key`: `objects` as {key: {sha256}} or [{key, sha256}]."""
+    objects = manifest.get("objects")
+    entry: Any = None
+    if isinstance(objects, dict):
+        entry = objects.get(key)
+    elif isinstance(objects, list):
+        entry = next((o for o in objects if isinstance(o, dict) and o.get("key") == key), None)
+    if isinstance(entry, dict):
+        entry = entry.get("sha256")
+    return entry if isinstance(entry, str) else None

@@ -1,0 +1,86 @@
+"""The runner's side of the worker processes: start them, send commands, collect answers with a deadline."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import time
+from multiprocessing.connection import Connection, wait
+from types import TracebackType
+from typing import Any
+
+from loadtest.errors import LoadTestError
+from loadtest.worker import Setup, Share, worker_main
+
+
+class WorkerFailed(LoadTestError):
+    """A worker process died or did not answer in time (a bug, or the machine ran out of memory)."""
+
+
+class WorkerPool:
+    def __init__(self, size: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.size = size
+        self._conns: list[Connection] = []
+        self._procs: list[Any] = []
+        for index in range(size):
+            parent, child = context.Pipe()
+            proc = context.Process(
+                target=worker_main, args=(child,), name=f"loadtest-worker-{index}", daemon=True
+            )
+            proc.start()
+            child.close()
+            self._conns.append(parent)
+            self._procs.append(proc)
+
+    def setup(self, setup: Setup, *, timeout: float) -> list[dict[str, Any]]:
+        for conn in self._conns:
+            conn.send(("setup", setup))
+        return self._collect(self._conns, deadline=time.monotonic() + timeout, what=f"set up {setup.key}")
+
+    def start_level(self, shares: list[Share]) -> list[Connection]:
+        conns = self._conns[: len(shares)]
+        for conn, share in zip(conns, shares, strict=True):
+            conn.send(("level", share))
+        return conns
+
+    def finish_level(self, conns: list[Connection], *, deadline: float) -> list[dict[str, Any]]:
+        return self._collect(conns, deadline=deadline, what="run a level")
+
+    def _collect(self, conns: list[Connection], *, deadline: float, what: str) -> list[dict[str, Any]]:
+        answers: dict[int, dict[str, Any]] = {}
+        waiting = list(conns)
+        while waiting:
+            ready = wait(waiting, timeout=max(0.0, deadline - time.monotonic()))
+            if not ready:
+                self.close()
+                raise WorkerFailed(f"a worker did not {what} in time")
+            for conn in ready:
+                try:
+                    answers[conns.index(conn)] = conn.recv()
+                except (EOFError, OSError):
+                    self.close()
+                    raise WorkerFailed(f"a worker process died while it was to {what}") from None
+                waiting.remove(conn)
+        return [answers[i] for i in range(len(conns))]
+
+    def close(self) -> None:
+        for conn in self._conns:
+            with contextlib.suppress(OSError, ValueError):
+                conn.send(("close", None))
+        for proc in self._procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        for conn in self._conns:
+            conn.close()
+        self._conns, self._procs = [], []
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,182 @@
+"""`loadtest release` (what `make loadtest` runs): load-test a deployed release through kubectl port-forward.
+
+The release's Services are found by the chart's labels (docs/contracts.md):
+app.kubernetes.io/name=emotion-serving, app.kubernetes.io/instance=<release>, and
+app.kubernetes.io/component one of ovms, triton, minio; their ports by name (ovms grpc/http, triton
+http/grpc/metrics, minio api). Each Service gets one `kubectl port-forward` to free local ports; the
+targets, their /metrics and (unless --package is given) the bucket behind the MinIO Service are handed to
+`loadtest run`. The port-forwards end with the run, whatever happens.
+
+kubectl port-forward tunnels every request through the API server: good for checking a release and
+comparing the servers at modest rates, not for absolute figures (docs/loadtest.md shows the in-cluster Job).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from loadtest.errors import BadInput, Unavailable
+
+PART_OF = "emotion-serving"
+SERVERS = ("ovms", "triton")
+#: Which Service port each server is driven through, per protocol, and where its metrics are.
+TARGET_PORT = {"grpc": "grpc", "http": "http"}
+METRICS_PORT = {"ovms": "http", "triton": "metrics"}
+_FORWARD = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)")
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    component: str
+    ports: dict[str, int]  # port name -> port
+
+
+def discover(services_json: str, *, release: str) -> dict[str, Service]:
+    """The release's Services by component, from `kubectl get services -o json`."""
+    try:
+        items = json.loads(services_json)["items"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise BadInput("kubectl get services did not answer a JSON list") from None
+    found: dict[str, Service] = {}
+    for item in items:
+        labels = item.get("metadata", {}).get("labels", {})
+        if labels.get("app.kubernetes.io/instance") != release:
+            continue
+        component = labels.get("app.kubernetes.io/component", "")
+        ports = {p["name"]: int(p["port"]) for p in item.get("spec", {}).get("ports", []) if p.get("name")}
+        if ports:  # a StatefulSet's headless governing Service carries the labels but no port
+            found[component] = Service(item["metadata"]["name"], component, ports)
+    if not any(server in found for server in SERVERS):
+        raise BadInput(f"release {release}: no ovms or triton Service with the chart's labels")
+    return found
+
+
+def forwarded(line: str) -> tuple[int, int] | None:
+    """(remote port, local port) from one line of kubectl port-forward's output."""
+    match = _FORWARD.search(line)
+    return (int(match.group(2)), int(match.group(1))) if match else None
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    os.setsid()
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def port_forwards(
+    services: list[Service], *, kubectl: str, namespace: str, timeout: float = 30.0
+) -> Iterator[dict[str, dict[str, int]]]:
+    """Forward every port of `services`; yields component -> port name -> local port."""
+    procs: list[subprocess.Popen[str]] = []
+    local: dict[str, dict[str, int]] = {}
+    try:
+        for service in services:
+            argv = [kubectl, "port-forward", "-n", namespace, "--address", "127.0.0.1", f"svc/{service.name}"]
+            argv += [f":{port}" for port in service.ports.values()]
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    text=True,
+                    preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads are running yet)
+                )
+            except OSError as err:
+                raise BadInput(f"cannot run {kubectl}: {err.strerror}") from None
+            procs.append(proc)
+            mapping = _read_mapping(proc, set(service.ports.values()), timeout)
+            missing = set(service.ports.values()) - mapping.keys()
+            if missing:
+                raise Unavailable(
+                    f"kubectl port-forward svc/{service.name}: no local port for {sorted(missing)}"
+                )
+            local[service.component] = {name: mapping[port] for name, port in service.ports.items()}
+        yield local
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def _read_mapping(proc: subprocess.Popen[str], wanted: set[int], timeout: float) -> dict[int, int]:
+    """remote port -> local port. A thread reads kubectl's output for as long as it runs (so that it never
+    blocks on a full pipe); we wait for the ports at most `timeout`."""
+    mapping: dict[int, int] = {}
+    seen: list[str] = []
+    complete = threading.Event()
+
+    def pump() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            seen.append(line.strip())
+            pair = forwarded(line)
+            if pair:
+                mapping[pair[0]] = pair[1]
+            if wanted <= mapping.keys():
+                complete.set()
+        complete.set()  # kubectl exited
+
+    threading.Thread(target=pump, daemon=True).start()
+    complete.wait(timeout)
+    if not wanted <= mapping.keys():
+        code = proc.poll()
+        state = (
+            f"exited with code {code}" if code is not None else f"forwarded nothing within {timeout:.0f} s"
+        )
+        raise Unavailable(f"kubectl port-forward {state}: {seen[-1] if seen else 'no output'}")
+    return dict(mapping)
+
+
+def run_arguments(
+    local: dict[str, dict[str, int]], *, protocol: str, bucket: str, with_package: bool
+) -> list[str]:
+    """`loadtest run` options for the forwarded ports: a target per server found, its metrics, the bucket."""
+    argv: list[str] = ["--protocol", protocol]
+    for server in SERVERS:
+        ports = local.get(server)
+        if not ports:
+            continue
+        if TARGET_PORT[protocol] not in ports:
+            raise BadInput(f"the {server} Service has no port named {TARGET_PORT[protocol]}")
+        argv += ["--target", f"{server}=127.0.0.1:{ports[TARGET_PORT[protocol]]}"]
+        if METRICS_PORT[server] in ports:
+            argv += ["--metrics", f"{server}=http://127.0.0.1:{ports[METRICS_PORT[server]]}/metrics"]
+    if not with_package:
+        if "api" not in local.get("minio", {}):
+            raise BadInput(
+                "no MinIO Service in the release: give --package DIR or s3://BUCKET with --s3-endpoint"
+            )
+        argv += ["--package", f"s3://{bucket}", "--s3-endpoint", f"http://127.0.0.1:{local['minio']['api']}"]
+    return argv
+
+
+def list_services(*, kubectl: str, namespace: str, release: str, timeout: float = 30.0) -> str:
+    selector = f"app.kubernetes.io/name={PART_OF},app.kubernetes.io/instance={release}"
+    argv = [kubectl, "get", "services", "-n", namespace, "-l", selector, "-o", "json"]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except OSError as err:
+        raise BadInput(f"cannot run {kubectl}: {err.strerror}") from None
+    except subprocess.TimeoutExpired:
+        raise Unavailable(f"{' '.join(argv[:3])}: no answer within {timeout:.0f} s") from None
+    if done.returncode != 0:
+        message = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise Unavailable(f"kubectl get services: {message}")
+    return done.stdout
