@@ -235,11 +235,16 @@ class Outcome:
     seconds: float
 
 
+def loadtest_command(*args: str | Path) -> list[str]:
+    """argv of the `loadtest` command line (the package's __main__, with this interpreter)."""
+    return [sys.executable, "-m", "loadtest", *map(str, args)]
+
+
 def run_loadtest(*args: str | Path, timeout: float = 120, **popen: Any) -> Outcome:
     """The `loadtest` command line in a process of its own, as a user runs it."""
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "loadtest", *map(str, args)],
+        loadtest_command(*args),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -252,6 +257,11 @@ def run_loadtest(*args: str | Path, timeout: float = 120, **popen: Any) -> Outco
 @pytest.fixture
 def loadtest() -> Callable[..., Outcome]:
     return run_loadtest
+
+
+@pytest.fixture
+def command() -> Callable[..., list[str]]:
+    return loadtest_command
 
 
 @dataclass(frozen=True)

@@ -293,35 +293,24 @@ def test_coordinated_omission_open_loop_above_capacity(
     assert result["intervals"][-1]["p99_ms"] < 3 * sleep
 
 
-def test_a_client_that_falls_behind_makes_the_run_invalid(emotion_triton, tiny_package, tmp_path):
+def test_a_client_that_falls_behind_makes_the_run_invalid(emotion_triton, tiny_package, tmp_path, command):
     """The tester pinned to one core that a busy loop also wants: its event loop wakes late, the requests go
     out behind schedule, and the run says so instead of reporting the lateness as server latency."""
     pin = {"preexec_fn": lambda: os.sched_setaffinity(0, {0})}
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"], **pin)
     try:
         out = tmp_path / "report"
-        argv = [
-            sys.executable,
-            "-m",
-            "loadtest",
+        options = "--rate 300 --duration 1.5s --warmup 0.5s --workers 1 --max-lag 3ms"
+        argv = command(
             "run",
             "--target",
             f"triton={emotion_triton.grpc_url}",
             "--package",
-            str(tiny_package),
-            "--rate",
-            "300",
-            "--duration",
-            "1.5s",
-            "--warmup",
-            "0.5s",
-            "--workers",
-            "1",
-            "--max-lag",
-            "3ms",
+            tiny_package,
+            *options.split(),
             "--output",
-            str(out),
-        ]
+            out,
+        )
         run = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, **pin)
     finally:
         hog.kill()
@@ -335,31 +324,20 @@ def test_a_client_that_falls_behind_makes_the_run_invalid(emotion_triton, tiny_p
     )
 
 
-def test_a_server_killed_mid_run_gives_exit_6_and_a_partial_report(serve, tiny_package, tmp_path):
+def test_a_server_killed_mid_run_gives_exit_6_and_a_partial_report(serve, tiny_package, tmp_path, command):
     triton = serve({"emotion": {}})
     out = tmp_path / "report"
-    argv = [
-        sys.executable,
-        "-m",
-        "loadtest",
+    options = "--rate 20 --duration 60s --warmup 0s --workers 1 --max-lag 1s"
+    argv = command(
         "run",
         "--target",
         f"triton={triton.grpc_url}",
         "--package",
-        str(tiny_package),
-        "--rate",
-        "20",
-        "--duration",
-        "60s",
-        "--warmup",
-        "0s",
-        "--workers",
-        "1",
-        "--max-lag",
-        "1s",
+        tiny_package,
+        *options.split(),
         "--output",
-        str(out),
-    ]
+        out,
+    )
     run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(4)
@@ -381,30 +359,21 @@ def test_a_server_killed_mid_run_gives_exit_6_and_a_partial_report(serve, tiny_p
     assert stdout.strip() == str(out)
 
 
-def test_sigterm_stops_the_run_with_its_workers_and_a_partial_report(emotion_triton, tiny_package, tmp_path):
+def test_sigterm_stops_the_run_with_its_workers_and_a_partial_report(
+    emotion_triton, tiny_package, tmp_path, command
+):
     out = tmp_path / "report"
-    argv = [
-        sys.executable,
-        "-m",
-        "loadtest",
+    options = "--rate 20,40 --duration 2s --warmup 0s --workers 2 --max-lag 1s"
+    argv = command(
         "run",
         "--target",
         f"triton={emotion_triton.grpc_url}",
         "--package",
-        str(tiny_package),
-        "--rate",
-        "20,40",
-        "--duration",
-        "2s",
-        "--warmup",
-        "0s",
-        "--workers",
-        "2",
-        "--max-lag",
-        "1s",
+        tiny_package,
+        *options.split(),
         "--output",
-        str(out),
-    ]
+        out,
+    )
     run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60

@@ -265,17 +265,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> ExitCode:
     if args.command == "run":
-        from loadtest.runner import default_workers, run_load
+        from loadtest.runner import RunConfig, default_workers, run_load
+        from loadtest.targets import parse_targets
 
-        code, report = run_load(
-            targets=args.target,
-            metrics=args.metrics,
+        text = args.input == "text"
+        config = RunConfig(
+            targets=parse_targets(args.target, args.metrics, protocol=args.protocol),
             protocol=args.protocol,
-            name=args.model,
-            text=args.input == "text",
-            served_model=args.served_model,
-            concurrency=args.concurrency,
-            rates=args.rate,
+            model=args.served_model or (f"{args.model}-text" if text else args.model),
+            text=text,
+            closed=args.concurrency is not None,
+            levels=args.concurrency or args.rate,
             poisson=args.arrival == "poisson",
             slo_search=args.slo_search,
             max_rate=args.max_rate,
@@ -284,7 +284,7 @@ def _dispatch(args: argparse.Namespace) -> ExitCode:
             warmup=args.warmup,
             timeout=args.timeout,
             interval=args.interval,
-            max_lag=args.max_lag,
+            max_lag_ms=args.max_lag * 1000.0,
             batch_size=args.batch_size,
             workers=args.workers or default_workers(),
             max_in_flight=args.max_in_flight,
@@ -293,7 +293,11 @@ def _dispatch(args: argparse.Namespace) -> ExitCode:
             max_error_rate=args.max_error_rate,
             max_mismatch_rate=args.max_mismatch_rate,
             seed=args.seed,
+        )
+        code, report = run_load(
+            config=config,
             package=args.package,
+            name=args.model,
             s3_endpoint=args.s3_endpoint,
             version=args.version,
             corpus=args.corpus,

@@ -467,32 +467,9 @@ def output_paths(output: Path) -> dict[str, Path]:
 
 def run_load(
     *,
-    targets: list[str],
-    metrics: list[str],
-    protocol: str,
-    name: str,
-    text: bool,
-    served_model: str | None,
-    concurrency: tuple[float, ...] | None,
-    rates: tuple[float, ...] | None,
-    poisson: bool,
-    slo_search: bool,
-    max_rate: float,
-    search_steps: int,
-    duration: float,
-    warmup: float,
-    timeout: float,
-    interval: float,
-    max_lag: float,
-    batch_size: int,
-    workers: int,
-    max_in_flight: int,
-    tolerance: float,
-    slo_p99_ms: float | None,
-    max_error_rate: float,
-    max_mismatch_rate: float,
-    seed: int,
+    config: RunConfig,
     package: str,
+    name: str,
     s3_endpoint: str | None,
     version: int | None,
     corpus: Path | None,
@@ -503,37 +480,10 @@ def run_load(
     from loadtest.package import open_package
     from loadtest.prepare import prepare_inputs
     from loadtest.report import write_report
-    from loadtest.targets import parse_targets
 
-    served = served_model or (f"{name}-text" if text else name)
-    config = RunConfig(
-        targets=parse_targets(targets, metrics, protocol=protocol),
-        protocol=protocol,
-        model=served,
-        text=text,
-        closed=concurrency is not None,
-        levels=tuple(concurrency if concurrency is not None else rates or ()),
-        poisson=poisson,
-        slo_search=slo_search,
-        max_rate=max_rate,
-        search_steps=search_steps,
-        duration=duration,
-        warmup=warmup,
-        timeout=timeout,
-        interval=interval,
-        max_lag_ms=max_lag * 1000.0,
-        batch_size=batch_size,
-        workers=workers,
-        max_in_flight=max_in_flight,
-        tolerance=tolerance,
-        slo_p99_ms=slo_p99_ms,
-        max_error_rate=max_error_rate,
-        max_mismatch_rate=max_mismatch_rate,
-        seed=seed,
-    )
     sentences = load_corpus(corpus)
     opened = open_package(source=package, name=name, version=version, s3_endpoint=s3_endpoint)
-    if text and not opened.has_text_model:
+    if config.text and not opened.has_text_model:
         raise BadInput(
             f"--input text: package {name} v{opened.version} has no raw-text model (its manifest says so)"
         )
