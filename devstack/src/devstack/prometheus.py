@@ -97,9 +97,25 @@ class Prometheus:
 
     def targets_health(self) -> dict[str, str]:
         """scrape job -> health ("up", "down", "unknown") of its active targets."""
+        return {job: health for job, (health, _) in self.scrape_status().items()}
+
+    def scrape_status(self) -> dict[str, tuple[str, str]]:
+        """job label -> (health, last scrape error) of the active targets."""
         with urllib.request.urlopen(self.url + "/api/v1/targets", timeout=10) as response:  # noqa: S310
             body = json.load(response)
-        return {t["labels"]["job"]: t["health"] for t in body["data"]["activeTargets"]}
+        return {
+            t["labels"]["job"]: (t["health"], t.get("lastError", "")) for t in body["data"]["activeTargets"]
+        }
+
+    def wait_scraped(self, *, timeout: float = 30.0) -> dict[str, tuple[str, str]]:
+        """The targets once every one of them has been scraped at least once."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.scrape_status()
+            scraped = found and all(health != "unknown" for health, _ in found.values())
+            if scraped or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
 
     def stop(self) -> None:
         if self._proc is not None:

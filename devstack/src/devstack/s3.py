@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 from minio import Minio
 
+from devstack.errors import StackError
 from devstack.paths import tool
 from devstack.process import ManagedProcess, free_port, http_status
 
@@ -28,6 +30,7 @@ class S3Server:
     access_key: str = field(default_factory=lambda: "devstack-" + secrets.token_hex(4))
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     region: str = REGION
+    iam: bool = False  # accounts besides root (create_user), kept under root/iam
     _proc: ManagedProcess | None = field(default=None, init=False, repr=False)
 
     @property
@@ -58,6 +61,8 @@ class S3Server:
 
     def start(self, *, timeout: float = 30.0) -> S3Server:
         (self.root / "data").mkdir(parents=True, exist_ok=True)
+        if self.iam:
+            (self.root / "iam").mkdir(exist_ok=True)
         self._proc = ManagedProcess(
             "versitygw",
             [
@@ -71,6 +76,7 @@ class S3Server:
                 "--port",
                 self.host_port,
                 "--quiet",
+                *(["--iam-dir", str(self.root / "iam")] if self.iam else []),
                 "posix",
                 self.root / "data",
             ],
@@ -80,6 +86,23 @@ class S3Server:
         # Any HTTP answer means the listener is up; an unsigned request gets 403.
         self._proc.wait_until(lambda: http_status(self.endpoint + "/") is not None, timeout=timeout)
         return self
+
+    def create_user(self, access_key: str, secret_key: str, *, role: str = "user") -> None:
+        """An account of the gateway's internal IAM (needs iam=True); access comes from bucket policies."""
+        result = subprocess.run(
+            [
+                str(tool("versitygw")), "admin",
+                "--access", self.access_key, "--secret", self.secret_key,
+                "--endpoint-url", self.endpoint,
+                "create-user", "--access", access_key, "--secret", secret_key, "--role", role,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )  # fmt: skip
+        if result.returncode:
+            reason = result.stderr.strip() or result.stdout.strip()
+            raise StackError(f"versitygw: cannot create user {access_key}: {reason}")
 
     def stop(self) -> None:
         if self._proc is not None:

@@ -50,28 +50,18 @@ class TritonServer:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def argv(self) -> list[str]:
-        home = triton_home()
-        return [
-            str(home / "bin" / "tritonserver"),
-            f"--model-repository={self.repository}",
-            f"--backend-directory={home / 'backends'}",
-            f"--http-port={self.http_port}",
-            f"--grpc-port={self.grpc_port}",
-            f"--metrics-port={self.metrics_port}",
-            "--http-address=127.0.0.1",
-            "--grpc-address=127.0.0.1",
-            "--metrics-address=127.0.0.1",
-            *self.args,
-        ]
+        return command(
+            [
+                f"--model-repository={self.repository}",
+                f"--http-port={self.http_port}",
+                f"--grpc-port={self.grpc_port}",
+                f"--metrics-port={self.metrics_port}",
+                *self.args,
+            ]
+        )
 
     def process_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(self.env)
-        extra = [str(triton_stub_site())]
-        if env.get(STUB_PATH_VARIABLE):
-            extra.append(env[STUB_PATH_VARIABLE])
-        env[STUB_PATH_VARIABLE] = os.pathsep.join(extra)
-        return env
+        return environment(self.env)
 
     def start(self, *, timeout: float = 120.0) -> TritonServer:
         self._proc = ManagedProcess(
@@ -108,6 +98,29 @@ class TritonServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def command(args: Sequence[str]) -> list[str]:
+    """tritonserver from the wheel with `args`, its backends, and every listener on loopback only."""
+    home = triton_home()
+    return [
+        str(home / "bin" / "tritonserver"),
+        f"--backend-directory={home / 'backends'}",
+        "--http-address=127.0.0.1",
+        "--grpc-address=127.0.0.1",
+        "--metrics-address=127.0.0.1",
+        *args,
+    ]
+
+
+def environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment plus `extra`, with the stub's numpy<2 folder on our models' path."""
+    env = {**os.environ, **extra}
+    paths = [str(triton_stub_site())]
+    if env.get(STUB_PATH_VARIABLE):
+        paths.append(env[STUB_PATH_VARIABLE])
+    env[STUB_PATH_VARIABLE] = os.pathsep.join(paths)
+    return env
 
 
 def s3_repository_url(host_port: str, bucket: str, prefix: str) -> str:

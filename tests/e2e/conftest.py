@@ -1,0 +1,67 @@
+"""A release rendered from the chart and run on loopback, once for the module (devstack.release)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from devstack.chart import Render
+from devstack.release import Release
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT.parent / "shared" / "data" / "ru-emotions" / "valid.csv"
+LOCAL_VALUES = ROOT / "examples" / "values" / "local.yaml"
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stand-in checkpoint (the default model's shape), made by the packager's own command."""
+    out = tmp_path_factory.mktemp("checkpoint") / "stand-in"
+    subprocess.run(
+        [sys.executable, "-m", "model_packager", "stand-in", "--output", str(out), "--corpus", str(CORPUS)],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+def model_values(folder: Path, checkpoint: Path) -> Path:
+    """Values that hand the checkpoint to the packager Job as a hostPath volume."""
+    path = folder / "model-values.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "packager": {
+                    "model": "/checkpoint",
+                    "extraVolumes": [{"name": "checkpoint", "hostPath": {"path": str(checkpoint)}}],
+                    "extraVolumeMounts": [
+                        {"name": "checkpoint", "mountPath": "/checkpoint", "readOnly": True}
+                    ],
+                }
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def render(tmp_path_factory: pytest.TempPathFactory, checkpoint: Path) -> Render:
+    folder = tmp_path_factory.mktemp("values")
+    return Render.template(
+        release="e2e", namespace="serving", values=[LOCAL_VALUES, model_values(folder, checkpoint)]
+    )
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory, render: Render) -> Iterator[Release]:
+    """The S3 gateway set up as the chart's MinIO, and the packager Job run to completion."""
+    with Release(render=render, root=tmp_path_factory.mktemp("release")) as release:
+        release.start_s3()
+        job = release.run("Job", "packager", "packager")
+        assert job.returncode == 0, job.stderr[-3000:]
+        yield release

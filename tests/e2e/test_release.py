@@ -1,0 +1,245 @@
+"""The chart's rendered commands run for real on loopback (issue #8), and mutations of the render fail.
+
+One release (examples/values/local.yaml plus the stand-in checkpoint) is rendered, the S3 gateway
+set up as its MinIO, and its packager Job run (conftest.py). Then: the servers' `wait`
+initContainers, Triton with its rendered arguments and environment, OVMS's rendered command line,
+config.json and environment checked and its models compiled, Prometheus scraping what the rendered
+ServiceMonitors select with the rendered rules loaded, the load tester through Triton's Service,
+and the `helm test` pod's command. See devstack/src/devstack/release.py for what stands in for what.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+import pytest
+import yaml
+from tokenizers import Tokenizer
+
+from devstack import StackError
+from devstack.chart import ChartError, Render
+from devstack.release import Release
+
+SENTENCES = ["Ура, мы победили!", "Мне очень грустно сегодня.", "Как же это бесит!", "Обычный день."]
+
+
+def _rules(render: Render, folder: Path) -> list[Path]:
+    files = []
+    for rule in render.objects("PrometheusRule"):
+        path = folder / f"{rule['metadata']['name']}.yaml"
+        path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+        files.append(path)
+    assert files, "the render has no PrometheusRule"
+    return files
+
+
+def _reference(release: Release) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Token ids and ONNX Runtime's probabilities for SENTENCES, from what the Job published."""
+    client = release.s3.client()
+    bucket = release.bucket
+    ready = json.loads(client.get_object(bucket, "manifests/emotion/READY").read())
+    version = ready["version"]
+    folder = release.root / "reference"
+    client.fget_object(bucket, f"triton/emotion/{version}/model.onnx", str(folder / "model.onnx"))
+    client.fget_object(
+        bucket, f"triton/emotion-tokenizer/{version}/tokenizer.json", str(folder / "tokenizer.json")
+    )
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.enable_truncation(128)
+    tokenizer.enable_padding()
+    encoded = tokenizer.encode_batch(SENTENCES)
+    batch = {
+        "input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64),
+        "token_type_ids": np.array([e.type_ids for e in encoded], dtype=np.int64),
+    }
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"))
+    return batch, session.run(["probabilities"], batch)[0]
+
+
+def test_the_rendered_release_runs_end_to_end(published: Release, tmp_path: Path) -> None:
+    for component in ("ovms", "triton"):
+        wait = published.run("Deployment", component, "wait-for-model", timeout=60)
+        assert wait.returncode == 0, wait.stderr
+        assert json.loads(wait.stdout)["name"] == "emotion"
+
+    published.start_triton()
+
+    problems, compiled = published.check_ovms()
+    assert problems == []
+    batch, reference = _reference(published)
+    token_answer = compiled["emotion"](batch)["probabilities"]
+    text_answer = compiled["emotion-text"]([np.array(SENTENCES)])["probabilities"]
+    assert np.max(np.abs(token_answer - reference)) <= 1e-4
+    assert np.max(np.abs(text_answer - reference)) <= 1e-4
+
+    prometheus, skipped = published.start_prometheus(rule_files=_rules(published.render, tmp_path))
+    assert sorted(skipped) == [
+        "e2e-emotion-serving-minio:api/minio/v2/metrics/cluster "
+        "(the Versity S3 gateway stands in for MinIO and has no MinIO metrics)",
+        "e2e-emotion-serving-ovms:http/metrics (not running here)",
+    ]
+
+    triton = published.loop.address("e2e-emotion-serving-triton", 8001)
+    metrics = "http://" + published.loop.address("e2e-emotion-serving-triton", 8002) + "/metrics"
+    load = published.run_argv(
+        [sys.executable, "-m", "loadtest", "run", f"--target=triton={triton}", f"--metrics=triton={metrics}",
+         "--protocol=grpc", f"--package=s3://{published.bucket}", f"--s3-endpoint={published.s3.endpoint}",
+         "--concurrency=2", "--duration=4s", "--warmup=1s", "--workers=1", f"--output={tmp_path / 'report'}",
+         # This checks the wiring, not speed: on a busy 2-core machine the client's loop may lag.
+         "--max-lag=500ms"],
+        {**published.s3.env()},
+        timeout=300,
+    )  # fmt: skip
+    assert load.returncode == 0, load.stderr[-2000:]
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    (level,) = [r for r in report["results"] if r["target"] == "triton"]
+    assert level["requests"] > 0
+    assert level["errors"] == 0
+    assert level["mismatches"] == 0
+
+    helm_test, not_here = published.helm_test()
+    assert helm_test.returncode == 0, helm_test.stderr[-2000:]
+    assert not_here == ["ovms=e2e-emotion-serving-ovms.serving.svc:8000"]
+
+    assert prometheus.wait_scraped()["e2e-triton"] == ("up", "")
+    served = prometheus.wait_for('sum(nv_inference_request_success{job="e2e-triton", model="emotion"}) > 0')
+    assert float(served[0]["value"][1]) >= level["requests"]
+    rate = prometheus.wait_for(
+        'emotion:requests_success:rate{server="triton", namespace="serving"}', timeout=60
+    )
+    assert float(rate[0]["value"][1]) > 0
+
+
+# -- mutations: each must make the run fail, with a message that names the problem ----------------
+
+
+def _env_renamed(component: str, old: str, new: str) -> Any:
+    def change(docs: list[dict[str, Any]]) -> None:
+        for doc in docs:
+            if (
+                doc["kind"] == "Deployment"
+                and doc["metadata"]["labels"]["app.kubernetes.io/component"] == component
+            ):
+                for item in doc["spec"]["template"]["spec"]["containers"]:
+                    for entry in item.get("env", []):
+                        if entry["name"] == old:
+                            entry["name"] = new
+
+    return change
+
+
+def _service_target(component: str, port_name: str, target: int) -> Any:
+    def change(docs: list[dict[str, Any]]) -> None:
+        for doc in docs:
+            if (
+                doc["kind"] == "Service"
+                and doc["metadata"]["labels"]["app.kubernetes.io/component"] == component
+            ):
+                for port in doc["spec"].get("ports", []):
+                    if port["name"] == port_name:
+                        port["targetPort"] = target
+
+    return change
+
+
+def _triton_arg(old: str, new: str) -> Any:
+    def change(docs: list[dict[str, Any]]) -> None:
+        for doc in docs:
+            if (
+                doc["kind"] == "Deployment"
+                and doc["metadata"]["labels"]["app.kubernetes.io/component"] == "triton"
+            ):
+                item = doc["spec"]["template"]["spec"]["containers"][0]
+                item["args"] = [new if a == old else a for a in item["args"]]
+
+    return change
+
+
+def _metrics_path(path: str) -> Any:
+    def change(docs: list[dict[str, Any]]) -> None:
+        for doc in docs:
+            selects = doc.get("spec", {}).get("selector", {}).get("matchLabels", {})
+            if doc["kind"] == "ServiceMonitor" and selects.get("app.kubernetes.io/component") == "triton":
+                doc["spec"]["endpoints"][0]["path"] = path
+
+    return change
+
+
+@pytest.fixture
+def mutated(published: Release, tmp_path: Path):
+    started: list[Release] = []
+
+    def run(change: Any) -> Release:
+        release = Release(render=published.render.patch(change), root=tmp_path / f"mutant-{len(started)}")
+        release.share_s3(published)
+        started.append(release)
+        return release
+
+    yield run
+    for release in started:
+        release.stop()
+
+
+def test_a_wrong_s3_key_variable_for_triton_fails_its_start(mutated) -> None:
+    release = mutated(_env_renamed("triton", "AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY"))
+    with pytest.raises(StackError) as err:
+        release.start_triton(timeout=120)
+    message = str(err.value)
+    assert message.startswith("tritonserver: exited with code 1 before it was ready; errors in its log")
+    assert "s3" in message.lower()
+
+
+def test_a_wrong_s3_endpoint_variable_for_ovms_is_named(mutated) -> None:
+    release = mutated(_env_renamed("ovms", "S3_ENDPOINT", "S3_URL"))
+    problems, compiled = release.check_ovms()
+    assert problems == ["ovms reads S3 settings from S3_ENDPOINT, which the ovms container does not set"]
+    assert compiled == {}
+
+
+def test_a_service_pointing_at_the_wrong_container_port_is_named(mutated) -> None:
+    release = mutated(_service_target("triton", "http", 8080))
+    with pytest.raises(ChartError) as err:
+        release.start_triton(timeout=120)
+    assert str(err.value) == (
+        "Service e2e-emotion-serving-triton port 8000 targets 8080, which no container of triton declares"
+    )
+
+
+def test_a_server_listening_on_an_undeclared_port_is_named(mutated) -> None:
+    release = mutated(_triton_arg("--metrics-port=8002", "--metrics-port=8003"))
+    with pytest.raises(ChartError) as err:
+        release.start_triton(timeout=120)
+    assert (
+        str(err.value)
+        == "tritonserver --metrics-port=8003, but the container's port 'metrics' is not that port"
+    )
+
+
+def test_a_wrong_metrics_path_is_named(mutated) -> None:
+    """Triton answers its metrics on any path, so a real scrape cannot catch this; the documented path can."""
+    release = mutated(_metrics_path("/metricz"))
+    with pytest.raises(ChartError) as err:
+        release.start_prometheus()
+    assert str(err.value) == (
+        "ServiceMonitor e2e-monitoring-triton scrapes /metricz, but triton serves its metrics at /metrics"
+    )
+
+
+def test_the_packager_job_is_what_runs_here(published: Release) -> None:
+    """The Job's container and the chart's packager contract agree: its argv parses and names the bucket."""
+    job = published.render.pod("Job", "packager")
+    item = next(c for c in job["spec"]["containers"] if c["name"] == "packager")
+    assert item["command"] == ["model-packager"]
+    assert item["args"][0] == "run"
+    completed = subprocess.run(
+        [sys.executable, "-m", "model_packager", "run", "--help"], capture_output=True, text=True, check=True
+    )
+    for arg in item["args"][1:]:
+        assert arg.split("=", 1)[0] in completed.stdout, arg
