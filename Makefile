@@ -186,3 +186,9 @@ lint-python: ## ruff on the Python code
 .PHONY: clean
 clean: ## Remove the environment, the tools and the caches
 	rm -rf $(VENV) $(TOOLS) $(CACHE)
+
+##@ Demo
+
+.PHONY: demo
+demo: setup ## The main job on this machine: S3, packager, Triton, OVMS checks, Prometheus, a load test, a report
+	$(PY) -m devstack demo --out $(CACHE)/demo

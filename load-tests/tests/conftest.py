@@ -98,7 +98,7 @@ def build_tiny_tokenizer(path: Path) -> int:
 def build_tiny_package(root: Path, *, name: str = "emotion", version: int = 1) -> Path:
     """The packager's layout (docs/contracts.md) with a tiny model, READY written last."""
     onnx_path = root / "triton" / name / str(version) / "model.onnx"
-    tokenizer_path = root / "triton" / f"{name}-tokenizer" / str(version) / "tokenizer.json"
+    tokenizer_path = root / "triton" / name / str(version) / "tokenizer.json"
     for path in (onnx_path, tokenizer_path):
         path.parent.mkdir(parents=True, exist_ok=True)
     vocab_size = build_tiny_tokenizer(tokenizer_path)
@@ -116,6 +116,7 @@ def build_tiny_package(root: Path, *, name: str = "emotion", version: int = 1) -
         "labels": LABELS,
         "activation": "sigmoid",
         "options": {"max_length": MAX_LENGTH},
+        "models": {"tokenizer": {"key": str(tokenizer_path.relative_to(root))}},
         "objects": objects,
     }
     manifest_key = f"manifests/{name}/{version}.json"
@@ -167,7 +168,7 @@ def build_repository(root: Path, package: Path, models: dict[str, dict[str, str 
         shutil.copy(MODEL_PY, folder / "model.py")
         shutil.copy(package / "triton/emotion/1/model.onnx", folder / "model.onnx")
         if text:
-            shutil.copy(package / "triton/emotion-tokenizer/1/tokenizer.json", folder / "tokenizer.json")
+            shutil.copy(package / "triton/emotion/1/tokenizer.json", folder / "tokenizer.json")
         (root / name / "config.pbtxt").write_text(model_config(name, text=text, **params))
     return root
 

@@ -27,11 +27,11 @@ EXPECTED_KEYS = {
     "triton/emotion/labels.txt",
     "triton/emotion/1/model.onnx",
     "triton/emotion/1/model.py",
+    "triton/emotion/1/tokenizer.json",
     "triton/emotion-tokenizer/config.pbtxt",
     "triton/emotion-tokenizer/1/model.py",
     "triton/emotion-tokenizer/1/wordpiece.py",
     "triton/emotion-tokenizer/1/char_table.json",
-    "triton/emotion-tokenizer/1/tokenizer.json",
     "triton/emotion-text/config.pbtxt",
     "triton/emotion-text/1/README.md",
 }
@@ -124,6 +124,7 @@ def test_compressed_precisions_pass_on_label_agreement(
     assert results["onnxruntime"]["max_abs_logit_diff"] <= LOGIT_BOUND  # ONNX stays FP32
     assert 0 < results["openvino-f32"]["max_abs_probability_diff"] < 0.05  # reported, and small
     assert "ovms/emotion-text/1/model.xml" not in built.manifest["objects"]  # --text off
+    assert built.manifest["models"]["tokenizer"] == {"key": "triton/emotion/1/tokenizer.json"}  # always there
     ir_size = built.manifest["objects"]["ovms/emotion/1/model.bin"]["size"]
     onnx_size = built.manifest["objects"]["triton/emotion/1/model.onnx"]["size"]
     assert ir_size < onnx_size * (0.6 if precision == "fp16" else 0.4)

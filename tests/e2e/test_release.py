@@ -44,12 +44,10 @@ def _reference(release: Release) -> tuple[dict[str, np.ndarray], np.ndarray]:
     client = release.s3.client()
     bucket = release.bucket
     ready = json.loads(client.get_object(bucket, "manifests/emotion/READY").read())
-    version = ready["version"]
+    manifest = json.loads(client.get_object(bucket, ready["manifest"]).read())
     folder = release.root / "reference"
-    client.fget_object(bucket, f"triton/emotion/{version}/model.onnx", str(folder / "model.onnx"))
-    client.fget_object(
-        bucket, f"triton/emotion-tokenizer/{version}/tokenizer.json", str(folder / "tokenizer.json")
-    )
+    client.fget_object(bucket, f"triton/emotion/{ready['version']}/model.onnx", str(folder / "model.onnx"))
+    client.fget_object(bucket, manifest["models"]["tokenizer"]["key"], str(folder / "tokenizer.json"))
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
     tokenizer.enable_truncation(128)
     tokenizer.enable_padding()

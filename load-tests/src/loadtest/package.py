@@ -4,7 +4,7 @@ Both hold the same keys, named by the packager's model_packager.layout (docs/con
 
     manifests/<name>/READY                      {"version", "manifest": "manifests/<name>/N.json", "sha256"}
     manifests/<name>/<N>.json                   labels, activation, options.max_length, sha256 of every object
-    triton/<name>-tokenizer/<N>/tokenizer.json  HuggingFace `tokenizers` file
+    triton/<name>/<N>/tokenizer.json            HuggingFace `tokenizers` file (models.tokenizer.key)
     triton/<name>/<N>/model.onnx                the ONNX graph both servers were built from
 
 Only READY and the manifest are read up front; the tokenizer and the ONNX file are read when the prepared
@@ -148,12 +148,11 @@ class Package:
 
     @property
     def tokenizer_key(self) -> str:
-        """The manifest's models.tokenizer.key, else where the packager puts it."""
+        """The manifest's models.tokenizer.key: the packager always publishes the tokenizer there."""
         listed = (self._models.get("tokenizer") or {}).get("key")
-        if listed:
-            return str(listed)
-        layout = Layout(self.name)
-        return f"{Layout.version_dir(Server.TRITON, layout.tokenizer_model, self.version)}/tokenizer.json"
+        if not listed:
+            raise BadInput(f"manifest {self.version} of {self.name} names no tokenizer (models.tokenizer)")
+        return str(listed)
 
     @property
     def has_text_model(self) -> bool:

@@ -171,6 +171,9 @@ def _build_into(
         export.export_onnx(loaded=loaded, activation=activation, path=triton_token / "model.onnx")
         done["bytes"] = (triton_token / "model.onnx").stat().st_size
     _copy_model_file("onnx_model.py", triton_token / "model.py")
+    # The tokenizer clients need to build token requests (loadtest, smoke): next to the ONNX model.
+    tokenizer_json = triton_token / "tokenizer.json"
+    tokenizer_json.write_text(loaded.tokenizer.backend_tokenizer.to_str(), encoding="utf-8")
 
     calibration = [export.tokenize(loaded, [s], max_length=options.max_length) for s in sentences]
     with reporter.step("convert-ir", precision=options.precision):
@@ -191,7 +194,7 @@ def _build_into(
                 output=tree / Layout.version_dir(Server.OVMS, layout.text_model, version),
             )
             tokenizer_dir = tree / Layout.version_dir(Server.TRITON, layout.tokenizer_model, version)
-            table_path = _write_tokenizer_step(loaded, tokenizer_dir)
+            table_path = _write_tokenizer_step(tokenizer_json, tokenizer_dir)
             ensemble_dir = tree / Layout.version_dir(Server.TRITON, layout.text_model, version)
             ensemble_dir.mkdir(parents=True)
             (ensemble_dir / "README.md").write_text(_ENSEMBLE_NOTE)
@@ -235,10 +238,8 @@ def _build_into(
                 else None
             ),
             "tokenizer": {
-                "key": f"{Layout.version_dir(Server.TRITON, layout.tokenizer_model, version)}/tokenizer.json"
-            }
-            if text
-            else None,
+                "key": f"{Layout.version_dir(Server.TRITON, layout.token_model, version)}/tokenizer.json"
+            },
         },
         "libraries": libraries,
         "parity": report,
@@ -268,10 +269,8 @@ def _text_models(loaded: export.Loaded, mode: str, reporter: Reporter) -> bool:
     return True
 
 
-def _write_tokenizer_step(loaded: export.Loaded, folder: Path) -> Path:
+def _write_tokenizer_step(tokenizer_json: Path, folder: Path) -> Path:
     folder.mkdir(parents=True)
-    tokenizer_json = folder / "tokenizer.json"
-    tokenizer_json.write_text(loaded.tokenizer.backend_tokenizer.to_str(), encoding="utf-8")
     table = folder / "char_table.json"
     table.write_text(json.dumps(char_table(tokenizer_json), ensure_ascii=False), encoding="utf-8")
     _copy_model_file("wordpiece.py", folder / "wordpiece.py")

@@ -7,7 +7,7 @@
     triton/<name>/configs/python.pbtxt                 python backend running the same ONNX file, for Triton
                                                        builds without onnxruntime (--model-config-name=python)
     triton/<name>/labels.txt                           label names, for Triton's classification extension
-    triton/<name>/<N>/model.onnx, model.py
+    triton/<name>/<N>/model.onnx, model.py, tokenizer.json (the HuggingFace tokenizer, for clients)
     triton/<name>-tokenizer/config.pbtxt, <N>/...      dependency-free WordPiece step (python backend)
     triton/<name>-text/config.pbtxt, <N>/README.md     ensemble: tokenizer, then the ONNX classifier
     manifests/<name>/<N>.claim                         who publishes version N (a conditional create)

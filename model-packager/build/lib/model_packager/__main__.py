@@ -1,5 +1,0 @@
-import sys
-
-from model_packager.cli import main
-
-sys.exit(main())
