@@ -113,6 +113,7 @@ class Demo:
                 summary["not_scraped"] = skipped
             with self.step(f"load test Triton ({self.duration} per level)"):
                 summary["report"] = self.load_test(release)
+                summary["load"] = load_lines(Path(summary["report"]) / "report.json")
             with self.step("run the helm test command"):
                 test, not_here = release.helm_test()
                 _completed(test, "the helm test command")
@@ -135,11 +136,23 @@ class Demo:
             release.s3.env(),
             timeout=600,
         )  # fmt: skip
-        print(completed.stdout, flush=True)
         # Exit 0 or a threshold breach (the client lagging on a busy laptop) still leaves a full report.
         if not (report / "report.json").is_file():
             raise StackError(f"loadtest wrote no report: {completed.stderr.strip()[-500:]}")
         return str(report)
+
+
+def load_lines(report: Path) -> list[str]:
+    """One line per target and level of a loadtest report.json."""
+    lines = []
+    for result in json.loads(report.read_text())["results"]:
+        latency = result["latency_ms"]
+        lines.append(
+            f"{result['target']} {result['mode']} {result['value']:g}: {result['throughput_rps']:.1f} req/s, "
+            f"p50 {latency['p50']:.2f} ms, p99 {latency['p99']:.2f} ms, errors {result['errors']}, "
+            f"mismatches {result['mismatches']}"
+        )
+    return lines
 
 
 def hub_reachable(model: str, timeout: float = 5.0) -> bool:
