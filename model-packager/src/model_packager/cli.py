@@ -46,10 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _build(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     from model_packager.build import build
-    from model_packager.source import resolve
 
     options, sentences = _build_inputs(args)
-    source = _resolve(resolve, args, reporter)
+    source = _resolve(args, reporter)
     tree = build(
         source=source,
         options=options,
@@ -94,11 +93,10 @@ def _run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     from model_packager.layout import Layout
     from model_packager.manifest import fingerprint, library_versions
     from model_packager.publish import already_published, publish, reserve
-    from model_packager.source import resolve
 
     options, sentences = _build_inputs(args)
     bucket = _bucket(args)
-    source = _resolve(resolve, args, reporter)
+    source = _resolve(args, reporter)
     layout = Layout(options.name)
     build_id = fingerprint(source=source.describe(), options=options.as_dict(), libraries=library_versions())
     done = already_published(bucket=bucket, layout=layout, fingerprint=build_id, reporter=reporter)
@@ -146,7 +144,9 @@ def _stand_in(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
 # -- helpers --------------------------------------------------------------------------------------
 
 
-def _resolve(resolve: Any, args: argparse.Namespace, reporter: Reporter) -> Any:
+def _resolve(args: argparse.Namespace, reporter: Reporter) -> Any:
+    from model_packager.source import resolve
+
     with reporter.step("resolve", model=args.model) as done:
         source = resolve(model=args.model, revision=args.revision, cache_dir=None)
         done.update(commit=source.commit or "local", stand_in=source.stand_in)

@@ -98,16 +98,5 @@ def version_of(key: str) -> int | None:
 
 
 def upload_order(keys: list[str]) -> list[str]:
-    """Data files first, then each version folder's entry file, then the pointers (config.pbtxt...).
-
-    Triton's text ensemble's pointer comes after the pointers of the models it calls.
-    """
-
-    def rank(key: str) -> tuple[int, str]:
-        name = key.rsplit("/", 1)[-1]
-        if version_of(key) is None:
-            ensemble_last = 1 if key.startswith(f"{Server.TRITON.value}/") and "-text/" in key else 0
-            return (2 + ensemble_last, key)
-        return (1 if name in ENTRY_FILES else 0, key)
-
-    return sorted(keys, key=rank)
+    """Version-folder files with each folder's entry file last (model.xml after model.bin...)."""
+    return sorted(keys, key=lambda key: (key.rsplit("/", 1)[-1] in ENTRY_FILES, key))

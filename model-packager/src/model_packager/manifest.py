@@ -59,7 +59,7 @@ def object_entries(tree: Path) -> dict[str, dict[str, Any]]:
 
 
 def ready_document(layout: Layout, version: int, manifest_bytes: bytes) -> bytes:
-    return _dump(
+    return dump(
         {
             "version": version,
             "manifest": layout.manifest(version),
@@ -68,12 +68,9 @@ def ready_document(layout: Layout, version: int, manifest_bytes: bytes) -> bytes
     )
 
 
-def _dump(document: dict[str, Any]) -> bytes:
-    return (json.dumps(document, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode()
-
-
 def dump(document: dict[str, Any]) -> bytes:
-    return _dump(document)
+    """A manifest, READY or claim document as published: indented JSON, UTF-8, one final newline."""
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
 
 
 def now() -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,6 @@ class PublishResult:
     uploaded_objects: int = 0
     uploaded_bytes: int = 0
     skipped_objects: int = 0
-    skipped_keys: list[str] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -206,7 +205,6 @@ def _upload(bucket: Bucket, obj: _Object, result: PublishResult) -> None:
     if current is not None:
         if current["size"] == obj.size and current["sha256"] == obj.sha256:
             result.skipped_objects += 1
-            result.skipped_keys.append(obj.key)
             return
         raise Conflict(
             f"{obj.key} already exists in bucket {bucket.name} with other content; "

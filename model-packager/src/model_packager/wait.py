@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from model_packager.errors import Unavailable, WaitTimeout
 from model_packager.layout import Layout
@@ -19,7 +18,6 @@ def wait_for(
     timeout: float,
     reporter: Reporter,
     poll: float = 5.0,
-    clock: Callable[[], float] = time.monotonic,
 ) -> int:
     """Return the published version once READY names `version` (or any version) or newer.
 
@@ -27,7 +25,7 @@ def wait_for(
     starting them. Refused credentials do not: they fail at once.
     """
     layout = Layout(name)
-    deadline = clock() + timeout
+    deadline = time.monotonic() + timeout
     last_state = None
     while True:
         state, ready = _state(bucket, layout)
@@ -39,7 +37,7 @@ def wait_for(
         if state != last_state:
             reporter.info("waiting", name=name, wanted=version or "any", state=state)
             last_state = state
-        if clock() + poll > deadline:
+        if time.monotonic() + poll > deadline:
             wanted = f"version {version} of {name}" if version else f"a version of {name}"
             raise WaitTimeout(
                 f"{wanted} was not published in bucket {bucket.name} within {timeout:.0f} s ({state})"
