@@ -34,10 +34,14 @@ HELM_DOCS_VERSION ?= v1.14.2
 VERSITYGW_VERSION ?= v1.8.0
 PROMETHEUS_OPERATOR_VERSION ?= v0.92.0
 PYTRITON_VERSION ?= 0.7.0
+# The release that `make up`, `make down` and `make loadtest` act on, in the current kube context.
+RELEASE ?= emotion-serving
+NAMESPACE ?= default
+KUBECTL ?= kubectl
 # Kubernetes versions the manifests are validated against (kubeconform).
 KUBE_VERSIONS ?= 1.30.0 1.33.0 1.37.0
-# Debian packages: promtool and prometheus; libpython3.11 for Triton's python-backend stub.
-APT_PACKAGES ?= prometheus libpython3.11
+# Debian packages: promtool and prometheus; libpython3.11 for Triton's python-backend stub; openssl for the TLS test.
+APT_PACKAGES ?= prometheus libpython3.11 openssl
 
 HELM_KUBE_LDFLAGS := -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 \
 	-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(HELM_KUBE_MINOR) \

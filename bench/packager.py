@@ -135,27 +135,12 @@ def main() -> None:
     report: dict[str, Any] = {"cpu": os.cpu_count(), "steps": {}}
     with S3Server(root=work / "s3") as s3:
         env = {**os.environ, **s3.env()}
+        publish = [*packager, "publish", str(work / "tree"), "--endpoint", s3.endpoint, "--bucket", "bench"]
         steps = {
             "stand-in": [*packager, "stand-in", "--output", str(work / "stand-in")],
             "build": [*packager, "build", "--model", str(work / "stand-in"), "--output", str(work / "tree")],
-            "publish": [
-                *packager,
-                "publish",
-                str(work / "tree"),
-                "--endpoint",
-                s3.endpoint,
-                "--bucket",
-                "bench",
-            ],
-            "publish again": [
-                *packager,
-                "publish",
-                str(work / "tree"),
-                "--endpoint",
-                s3.endpoint,
-                "--bucket",
-                "bench",
-            ],
+            "publish": publish,
+            "publish again": publish,
         }
         for name, argv in steps.items():
             report["steps"][name] = run_measured(argv, env)

@@ -5,10 +5,7 @@
 
 GHZ_VERSION ?= v0.121.0
 VEGETA_VERSION ?= v12.13.0
-# `make loadtest` settings: the release to test, and the run's options (see `loadtest run --help`).
-KUBECTL ?= kubectl
-RELEASE ?= emotion-serving
-NAMESPACE ?= default
+# `make loadtest` settings: the run's options (see `loadtest run --help`); RELEASE and NAMESPACE are the Makefile's.
 LOADTEST_ARGS ?= --concurrency 1,4,16 --duration 30s --warmup 5s
 LOADTEST_OUTPUT ?= $(CACHE)/loadtest/$(RELEASE)-$(shell date +%Y%m%d-%H%M%S)
 

@@ -195,15 +195,8 @@ def test_killed_publish_leaves_nothing_partial_and_a_rerun_completes(
         proc.wait()
     assert_nothing_partial_is_visible(fresh_s3, bucket_name, tree, 1)
 
-    rerun = packager(
-        "publish",
-        str(tree.root),
-        "--endpoint",
-        fresh_s3.endpoint,
-        "--bucket",
-        bucket_name,
-        env=fresh_s3.env(),
-    )
+    rerun = packager("publish", str(tree.root), "--endpoint", fresh_s3.endpoint, "--bucket", bucket_name,
+                     env=fresh_s3.env())  # fmt: skip
     assert rerun.code == 0, rerun.stderr
     assert rerun.json["version"] == 1  # the claimed number is resumed, not a new one
     assert_nothing_partial_is_visible(fresh_s3, bucket_name, tree, 1)
@@ -230,15 +223,8 @@ def test_s3_server_gone_mid_publish_fails_within_the_budget_and_a_rerun_complete
 
     fresh_s3.start()
     assert_nothing_partial_is_visible(fresh_s3, bucket_name, tree, 1)
-    rerun = packager(
-        "publish",
-        str(tree.root),
-        "--endpoint",
-        fresh_s3.endpoint,
-        "--bucket",
-        bucket_name,
-        env=fresh_s3.env(),
-    )
+    rerun = packager("publish", str(tree.root), "--endpoint", fresh_s3.endpoint, "--bucket", bucket_name,
+                     env=fresh_s3.env())  # fmt: skip
     assert rerun.code == 0, rerun.stderr
     assert rerun.json["version"] == 1
     assert rerun.json["skipped_objects"] >= 1  # what was already there and verified is not sent again

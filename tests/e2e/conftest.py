@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from devstack.chart import Render
-from devstack.release import Release
+from devstack.release import Release, checkpoint_values
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT.parent / "shared" / "data" / "ru-emotions" / "valid.csv"
@@ -30,30 +29,11 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def model_values(folder: Path, checkpoint: Path) -> Path:
-    """Values that hand the checkpoint to the packager Job as a hostPath volume."""
-    path = folder / "model-values.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "packager": {
-                    "model": "/checkpoint",
-                    "extraVolumes": [{"name": "checkpoint", "hostPath": {"path": str(checkpoint)}}],
-                    "extraVolumeMounts": [
-                        {"name": "checkpoint", "mountPath": "/checkpoint", "readOnly": True}
-                    ],
-                }
-            }
-        )
-    )
-    return path
-
-
 @pytest.fixture(scope="module")
 def render(tmp_path_factory: pytest.TempPathFactory, checkpoint: Path) -> Render:
     folder = tmp_path_factory.mktemp("values")
     return Render.template(
-        release="e2e", namespace="serving", values=[LOCAL_VALUES, model_values(folder, checkpoint)]
+        release="e2e", namespace="serving", values=[LOCAL_VALUES, checkpoint_values(folder, checkpoint)]
     )
 
 

@@ -19,24 +19,13 @@ from typing import Any
 import numpy as np
 import onnxruntime
 import pytest
-import yaml
 from tokenizers import Tokenizer
 
 from devstack import StackError
-from devstack.chart import ChartError, Render
-from devstack.release import Release
+from devstack.chart import ChartError
+from devstack.release import Release, rule_files
 
 SENTENCES = ["Ура, мы победили!", "Мне очень грустно сегодня.", "Как же это бесит!", "Обычный день."]
-
-
-def _rules(render: Render, folder: Path) -> list[Path]:
-    files = []
-    for rule in render.objects("PrometheusRule"):
-        path = folder / f"{rule['metadata']['name']}.yaml"
-        path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
-        files.append(path)
-    assert files, "the render has no PrometheusRule"
-    return files
 
 
 def _reference(release: Release) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -77,7 +66,7 @@ def test_the_rendered_release_runs_end_to_end(published: Release, tmp_path: Path
     assert np.max(np.abs(token_answer - reference)) <= 1e-4
     assert np.max(np.abs(text_answer - reference)) <= 1e-4
 
-    prometheus, skipped = published.start_prometheus(rule_files=_rules(published.render, tmp_path))
+    prometheus, skipped = published.start_prometheus(rule_files=rule_files(published.render, tmp_path))
     assert sorted(skipped) == [
         "e2e-emotion-serving-minio:api/minio/v2/metrics/cluster "
         "(the Versity S3 gateway stands in for MinIO and has no MinIO metrics)",

@@ -25,7 +25,7 @@ import yaml
 from devstack.chart import Render
 from devstack.errors import StackError
 from devstack.paths import REPO_ROOT
-from devstack.release import Release
+from devstack.release import Release, checkpoint_values, rule_files
 
 DEFAULT_MODEL = "seara/rubert-tiny2-cedr-russian-emotion"
 VALUES = REPO_ROOT / "examples" / "values" / "local.yaml"
@@ -57,20 +57,7 @@ class Demo:
                  "--output", str(checkpoint), "--corpus", str(corpus)],
                 "model-packager stand-in",
             )  # fmt: skip
-        values = self.out / "model-values.yaml"
-        values.write_text(
-            yaml.safe_dump(
-                {
-                    "packager": {
-                        "model": "/checkpoint",
-                        "extraVolumes": [{"name": "checkpoint", "hostPath": {"path": str(checkpoint)}}],
-                        "extraVolumeMounts": [
-                            {"name": "checkpoint", "mountPath": "/checkpoint", "readOnly": True}
-                        ],
-                    }
-                }
-            )
-        )
+        values = checkpoint_values(self.out, checkpoint)
         banner = "!" * 100
         print(
             f"{banner}\nOFFLINE: the HuggingFace hub does not answer; the packager gets a local STAND-IN:\n"
@@ -163,15 +150,6 @@ def hub_reachable(model: str, timeout: float = 5.0) -> bool:
     except Exception:  # offline, DNS, proxy, HTTP errors: all mean "use the stand-in"
         return False
     return True
-
-
-def rule_files(render: Render, folder: Path) -> list[Path]:
-    files = []
-    for rule in render.objects("PrometheusRule"):
-        path = folder / f"{rule['metadata']['name']}.rules.yaml"
-        path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
-        files.append(path)
-    return files
 
 
 def _completed(result: subprocess.CompletedProcess[str], what: str) -> None:

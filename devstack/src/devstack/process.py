@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -34,10 +35,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def http_status(url: str, timeout: float = 2.0) -> int | None:
-    """The HTTP status of a GET, or None when nothing answers."""
+def http_status(url: str, timeout: float = 2.0, *, ca_file: str | None = None) -> int | None:
+    """The HTTP status of a GET, or None when nothing answers (https verified against `ca_file`)."""
+    context = ssl.create_default_context(cafile=ca_file) if ca_file else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:  # noqa: S310 (loopback)
             return response.status
     except urllib.error.HTTPError as err:
         return err.code

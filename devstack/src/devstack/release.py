@@ -26,6 +26,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import yaml
+
 from devstack import ovms
 from devstack.chart import ChartError, Loopback, Render, container
 from devstack.paths import REPO_ROOT
@@ -298,3 +300,26 @@ class Release:
 
 def _api_port(minio_pod: dict[str, Any]) -> int:
     return next(p["containerPort"] for p in container(minio_pod, "minio")["ports"] if p["name"] == "api")
+
+
+def checkpoint_values(folder: Path, checkpoint: Path) -> Path:
+    """A values file that hands a local checkpoint to the packager Job as a hostPath volume at /checkpoint."""
+    path = folder / "checkpoint-values.yaml"
+    mount = {"name": "checkpoint", "mountPath": "/checkpoint", "readOnly": True}
+    volume = {"name": "checkpoint", "hostPath": {"path": str(checkpoint)}}
+    path.write_text(
+        yaml.safe_dump(
+            {"packager": {"model": "/checkpoint", "extraVolumes": [volume], "extraVolumeMounts": [mount]}}
+        )
+    )
+    return path
+
+
+def rule_files(render: Render, folder: Path) -> list[Path]:
+    """The rendered PrometheusRules as Prometheus rule files."""
+    files = []
+    for rule in render.objects("PrometheusRule"):
+        path = folder / f"{rule['metadata']['name']}.rules.yaml"
+        path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+        files.append(path)
+    return files

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+import urllib3
 from minio import Minio
 
 from devstack.errors import StackError
@@ -31,11 +32,12 @@ class S3Server:
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     region: str = REGION
     iam: bool = False  # accounts besides root (create_user), kept under root/iam
+    tls: tuple[Path, Path, Path] | None = None  # (certificate, key, the CA that signed it): serve https
     _proc: ManagedProcess | None = field(default=None, init=False, repr=False)
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def host_port(self) -> str:
@@ -51,12 +53,14 @@ class S3Server:
         }
 
     def client(self) -> Minio:
+        http = urllib3.PoolManager(ca_certs=str(self.tls[2]), cert_reqs="CERT_REQUIRED") if self.tls else None
         return Minio(
             self.host_port,
             access_key=self.access_key,
             secret_key=self.secret_key,
             region=self.region,
-            secure=False,
+            secure=self.tls is not None,
+            http_client=http,
         )
 
     def start(self, *, timeout: float = 30.0) -> S3Server:
@@ -77,6 +81,7 @@ class S3Server:
                 self.host_port,
                 "--quiet",
                 *(["--iam-dir", str(self.root / "iam")] if self.iam else []),
+                *(["--cert", str(self.tls[0]), "--key", str(self.tls[1])] if self.tls else []),
                 "posix",
                 self.root / "data",
             ],
@@ -84,7 +89,10 @@ class S3Server:
         )
         self._proc.start()
         # Any HTTP answer means the listener is up; an unsigned request gets 403.
-        self._proc.wait_until(lambda: http_status(self.endpoint + "/") is not None, timeout=timeout)
+        ca = str(self.tls[2]) if self.tls else None
+        self._proc.wait_until(
+            lambda: http_status(self.endpoint + "/", ca_file=ca) is not None, timeout=timeout
+        )
         return self
 
     def create_user(self, access_key: str, secret_key: str, *, role: str = "user") -> None:

@@ -95,6 +95,12 @@ class Bucket:
                     raise
                 problem: Exception = err
             except (urllib3.exceptions.HTTPError, MinioException, OSError) as err:
+                cause = getattr(err, "reason", err)
+                if isinstance(cause, urllib3.exceptions.SSLError):  # a wrong CA does not heal with retries
+                    raise BadInput(
+                        f"TLS verification of {self.endpoint.url} failed ({_short(cause)}); "
+                        "pass the CA that signed its certificate with --ca-bundle"
+                    ) from err
                 problem = err
             if time.monotonic() + delay > deadline:
                 budget = f"{self.endpoint.budget:.0f} s"

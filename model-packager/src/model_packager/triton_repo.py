@@ -126,7 +126,7 @@ def ensemble_config(*, model: str, version: int, tokenizer: str, classifier: str
             [_tensor(TEXT_INPUT, "TYPE_STRING", "-1")],
             [
                 _tensor("logits", "TYPE_FP32", f"-1, {labels}"),
-                _tensor("probabilities", "TYPE_FP32", f"-1, {labels}"),
+                _tensor("probabilities", "TYPE_FP32", f"-1, {labels}", f', label_filename: "{LABELS_FILE}"'),
             ],
         )
         + "ensemble_scheduling { step [\n"
