@@ -33,7 +33,6 @@ EXPECTED_KEYS = {
     "triton/emotion-tokenizer/1/wordpiece.py",
     "triton/emotion-tokenizer/1/char_table.json",
     "triton/emotion-text/config.pbtxt",
-    "triton/emotion-text/labels.txt",
     "triton/emotion-text/1/README.md",
 }
 

@@ -110,7 +110,6 @@ def pointer_files(*, manifest: dict[str, Any], version: int) -> dict[str, bytes]
         files[f"{tokenizer_dir}/config.pbtxt"] = tokenizer_config(
             model=layout.tokenizer_model, version=version, max_length=options.max_length
         )
-        files[f"{text_dir}/{LABELS_FILE}"] = files[f"{token_dir}/{LABELS_FILE}"]
         files[f"{text_dir}/config.pbtxt"] = ensemble_config(
             model=layout.text_model,
             version=version,

@@ -9,7 +9,7 @@
     triton/<name>/labels.txt                           label names, for Triton's classification extension
     triton/<name>/<N>/model.onnx, model.py, tokenizer.json (the HuggingFace tokenizer, for clients)
     triton/<name>-tokenizer/config.pbtxt, <N>/...      dependency-free WordPiece step (python backend)
-    triton/<name>-text/config.pbtxt, labels.txt, <N>/README.md   ensemble: tokenizer, then the classifier
+    triton/<name>-text/config.pbtxt, <N>/README.md     ensemble: tokenizer, then the ONNX classifier
     manifests/<name>/<N>.claim                         who publishes version N (a conditional create)
     manifests/<name>/<N>.json                          sha256 + size of every object, source, options, parity
     manifests/<name>/READY                             the newest complete version; written last

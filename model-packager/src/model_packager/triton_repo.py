@@ -126,7 +126,9 @@ def ensemble_config(*, model: str, version: int, tokenizer: str, classifier: str
             [_tensor(TEXT_INPUT, "TYPE_STRING", "-1")],
             [
                 _tensor("logits", "TYPE_FP32", f"-1, {labels}"),
-                _tensor("probabilities", "TYPE_FP32", f"-1, {labels}", f', label_filename: "{LABELS_FILE}"'),
+                # No label_filename: for a model without a batch dimension Triton's classification
+                # ranks the whole [batch, labels] tensor at once. Names come from the manifest.
+                _tensor("probabilities", "TYPE_FP32", f"-1, {labels}"),
             ],
         )
         + "ensemble_scheduling { step [\n"
