@@ -7,6 +7,7 @@ so every server answers with both and clients need no post-processing.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,18 +91,23 @@ def export_onnx(*, loaded: Loaded, activation: str, path: Path) -> None:
     batch = torch.export.Dim("batch")
     sequence = torch.export.Dim("sequence", max=loaded.model.config.max_position_embeddings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        WithActivation(loaded.model).eval(),
-        args,
-        str(path),
-        dynamo=True,
-        input_names=list(loaded.inputs),
-        output_names=["logits", "probabilities"],
-        # forward(*tensors): one spec for the varargs, a tuple with one entry per tensor.
-        dynamic_shapes=(({0: batch, 1: sequence},) * len(args),),
-        external_data=False,
-        opset_version=ONNX_OPSET,
-    )
+    with warnings.catch_warnings():
+        # torch notes that the axis names we give are merged with its own names for the same axes.
+        warnings.filterwarnings(
+            "ignore", message=r"# The axis name: .* will not be used", category=UserWarning
+        )
+        torch.onnx.export(
+            WithActivation(loaded.model).eval(),
+            args,
+            str(path),
+            dynamo=True,
+            input_names=list(loaded.inputs),
+            output_names=["logits", "probabilities"],
+            # forward(*tensors): one spec for the varargs, a tuple with one entry per tensor.
+            dynamic_shapes=(({0: batch, 1: sequence},) * len(args),),
+            external_data=False,
+            opset_version=ONNX_OPSET,
+        )
     onnx.checker.check_model(str(path))
 
 
