@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
-from devstack.paths import REPO_ROOT, tool
+from devstack.chart import CHART, Render
+from devstack.paths import REPO_ROOT
 from devstack.process import free_port
 from loadtest.cli import build_parser, main
 from loadtest.compare import compare_reports
@@ -20,7 +19,6 @@ from loadtest.release import Service, discover, forwarded, run_arguments
 from loadtest.servermetrics import parse, server_side
 
 DOCS = REPO_ROOT / "docs" / "loadtest.md"
-CHART = REPO_ROOT / "charts" / "emotion-serving"
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
@@ -202,11 +200,8 @@ def test_server_side_times_from_both_metric_schemas(server: str) -> None:
 
 def rendered_services(*values: str) -> str:
     """The chart's Services, rendered by helm, as `kubectl get services -o json` prints them."""
-    argv = [str(tool("helm")), "template", "rel", str(CHART), "--namespace", "ns"]
-    for value in values:
-        argv += ["--set", value]
-    docs = yaml.safe_load_all(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
-    return json.dumps({"items": [d for d in docs if d and d["kind"] == "Service"]})
+    rendered = Render.template(release="rel", namespace="ns", set_values=values, chart=CHART)
+    return json.dumps({"items": rendered.objects("Service")})
 
 
 def test_release_services_are_found_by_the_charts_labels_and_port_names() -> None:

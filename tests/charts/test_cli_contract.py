@@ -6,44 +6,21 @@ Job, the servers' `wait` initContainers and the `helm test` pod are parsed by th
 
 from __future__ import annotations
 
-import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from devstack.chart import CHART, ChartError, Render
 from loadtest.cli import build_parser as loadtest_parser
 from model_packager import cli as packager_cli
 
-ROOT = Path(__file__).resolve().parents[2]
-HELM = ROOT / ".tools" / "bin" / "helm"
-CHART = ROOT / "charts" / "emotion-serving"
 EXTERNAL_S3 = CHART / "tests" / "values" / "external-s3.yaml"
 
 
-def render(*options: str) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        [str(HELM), "template", "es", str(CHART), "--namespace", "emotion", *options],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
-
-
-def component(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    found = [
-        doc
-        for doc in docs
-        if doc["kind"] == kind
-        and (doc.get("spec", {}).get("template", {}).get("metadata") or doc["metadata"])["labels"][
-            "app.kubernetes.io/component"
-        ]
-        == name
-    ]
-    assert len(found) == 1, f"{len(found)} {kind} objects of component {name}"
-    return found[0]
+def render(*, values: Sequence[Path] = (), set_values: Sequence[str] = (), **options: Any) -> Render:
+    return Render.template(release="es", namespace="emotion", values=values, set_values=set_values, **options)
 
 
 def parse_packager(argv: list[str]) -> Any:
@@ -54,12 +31,12 @@ def parse_packager(argv: list[str]) -> Any:
 
 
 @pytest.fixture(scope="module")
-def default_render() -> list[dict[str, Any]]:
+def default_render() -> Render:
     return render()
 
 
 def test_the_packager_job_runs_a_command_model_packager_accepts(default_render: list[dict[str, Any]]) -> None:
-    container = component(default_render, "Job", "packager")["spec"]["template"]["spec"]["containers"][0]
+    container = default_render.one("Job", "packager")["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["model-packager"]
     args = parse_packager(container["args"])
     assert (args.command, args.model, args.name, args.bucket) == (
@@ -76,7 +53,7 @@ def test_the_packager_job_runs_a_command_model_packager_accepts(default_render: 
 def test_each_server_waits_with_a_command_model_packager_accepts(
     default_render: list[dict[str, Any]], server: str
 ) -> None:
-    init = component(default_render, "Deployment", server)["spec"]["template"]["spec"]["initContainers"][0]
+    init = default_render.one("Deployment", server)["spec"]["template"]["spec"]["initContainers"][0]
     assert init["command"] == ["model-packager"]
     args = parse_packager(init["args"])
     assert (args.command, args.bucket, args.name, args.version, args.timeout) == (
@@ -89,11 +66,11 @@ def test_each_server_waits_with_a_command_model_packager_accepts(
 
 
 def test_a_pinned_version_and_a_ca_bundle_reach_both_commands() -> None:
-    docs = render("--values", str(EXTERNAL_S3), "--set", "global.model.version=3")
-    init = component(docs, "Deployment", "ovms")["spec"]["template"]["spec"]["initContainers"][0]
+    docs = render(values=[EXTERNAL_S3], set_values=["global.model.version=3"])
+    init = docs.one("Deployment", "ovms")["spec"]["template"]["spec"]["initContainers"][0]
     wait = parse_packager(init["args"])
     assert (wait.version, wait.ca_bundle) == (3, Path("/etc/emotion-serving/s3-ca/ca.crt"))
-    job = component(docs, "Job", "packager")["spec"]["template"]["spec"]["containers"][0]
+    job = docs.one("Job", "packager")["spec"]["template"]["spec"]["containers"][0]
     run = parse_packager(job["args"])
     assert (run.endpoint, run.bucket, run.ca_bundle) == (
         "https://s3.storage.example.internal",
@@ -103,7 +80,7 @@ def test_a_pinned_version_and_a_ca_bundle_reach_both_commands() -> None:
 
 
 def test_helm_test_runs_a_smoke_check_loadtest_accepts(default_render: list[dict[str, Any]]) -> None:
-    container = component(default_render, "Pod", "tests")["spec"]["containers"][0]
+    container = default_render.one("Pod", "tests")["spec"]["containers"][0]
     assert container["command"] == ["loadtest"]
     args = loadtest_parser().parse_args(container["args"])
     assert args.command == "smoke"
@@ -116,8 +93,8 @@ def test_helm_test_runs_a_smoke_check_loadtest_accepts(default_render: list[dict
 
 
 def test_helm_test_over_grpc_without_the_text_model() -> None:
-    docs = render("--set", "tests.protocol=grpc", "--set", "global.model.text=false")
-    container = component(docs, "Pod", "tests")["spec"]["containers"][0]
+    docs = render(set_values=["tests.protocol=grpc", "global.model.text=false"])
+    container = docs.one("Pod", "tests")["spec"]["containers"][0]
     args = loadtest_parser().parse_args(container["args"])
     assert args.target == [
         "ovms=es-emotion-serving-ovms.emotion.svc:9000",
@@ -128,14 +105,9 @@ def test_helm_test_over_grpc_without_the_text_model() -> None:
 
 def test_helm_refuses_a_cluster_older_than_kubernetes_1_30() -> None:
     """podFailurePolicy's onPodConditions and the preStop sleep action need 1.30 (Chart.yaml kubeVersion)."""
-    done = subprocess.run(
-        [str(HELM), "template", "es", str(CHART), "--kube-version", "1.29.0"],
-        check=False,
-        capture_output=True,
-        text=True,
+    with pytest.raises(ChartError) as err:
+        render(kube_version="1.29.0")
+    assert "chart requires kubeVersion: >=1.30.0-0 which is incompatible with Kubernetes v1.29.0" in str(
+        err.value
     )
-    assert done.returncode == 1
-    assert (
-        "chart requires kubeVersion: >=1.30.0-0 which is incompatible with Kubernetes v1.29.0" in done.stderr
-    )
-    render("--kube-version", "1.30.0")
+    render(kube_version="1.30.0")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from devstack.paths import tool
+from devstack.chart import ChartError, Render
 
 REPO = Path(__file__).resolve().parents[2]
 UMBRELLA = REPO / "charts" / "emotion-serving"
@@ -59,14 +58,13 @@ class RenderError(Exception):
 
 def render(*, chart: Path = UMBRELLA, sets: Sequence[str] = ()) -> list[dict[str, Any]]:
     """The chart's manifests as rendered by `helm template` (release es, namespace emotion)."""
-    argv = [str(tool("helm")), "template", RELEASE, str(chart), "--namespace", NAMESPACE]
-    argv += ["--api-versions", "monitoring.coreos.com/v1", "--set", "monitoring.enabled=true"]
-    for item in sets:
-        argv += ["--set", item]
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise RenderError(f"helm template failed: {proc.stderr.strip()}")
-    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+    try:
+        rendered = Render.template(
+            release=RELEASE, namespace=NAMESPACE, chart=chart, set_values=["monitoring.enabled=true", *sets]
+        )
+    except ChartError as err:
+        raise RenderError(str(err)) from None
+    return rendered.docs
 
 
 def rule_groups(docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

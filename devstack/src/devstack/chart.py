@@ -51,15 +51,19 @@ class Render:
         values: Sequence[Path] = (),
         set_values: Sequence[str] = (),
         api_versions: Sequence[str] = ("monitoring.coreos.com/v1",),
+        kube_version: str | None = None,
         chart: Path = CHART,
     ) -> Render:
+        """`helm template` with values files, `--set` items, API versions and a Kubernetes version."""
         argv = [str(tool("helm")), "template", release, str(chart), "--namespace", namespace]
         for path in values:
             argv += ["--values", str(path)]
         for item in set_values:
-            argv += ["--set-string", item]
+            argv += ["--set", item]
         for api in api_versions:
             argv += ["--api-versions", api]
+        if kube_version:
+            argv += ["--kube-version", kube_version]
         result = subprocess.run(argv, capture_output=True, text=True, check=False)
         if result.returncode:
             raise ChartError(f"helm template failed: {result.stderr.strip()}")
