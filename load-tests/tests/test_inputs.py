@@ -156,4 +156,7 @@ def test_package_from_s3_matches_the_folder(
     with pytest.raises(BadInput) as err:
         open_package(source=f"s3://{bucket_name}/published", name="emotion", s3_endpoint=s3_server.endpoint)
     where = f"package s3://{bucket_name}/published on {s3_server.endpoint}"
-    assert err.value.message == f"{where}: reading manifests/emotion/READY was refused: SignatureDoesNotMatch"
+    assert err.value.message == (
+        f"{where}: {s3_server.endpoint} refused the credentials (SignatureDoesNotMatch) "
+        "while trying to read published/manifests/emotion/READY"
+    )

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from loadtest.errors import BadInput, Unavailable
 from model_packager.layout import Layout, Server
@@ -53,60 +51,36 @@ class LocalStore:
 
 @dataclass
 class S3Store:
-    """A bucket (and optional prefix) on an S3 endpoint; keys from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."""
+    """A bucket (and optional prefix) on an S3 endpoint, read through the packager's own client
+    (model_packager.s3.Bucket: AWS_* keys, AWS_CA_BUNDLE, retries with a time budget)."""
 
     endpoint: str
     bucket: str
     prefix: str = ""
-    _client: Any = field(default=None, init=False, repr=False)
+    _bucket: Any = field(default=None, init=False, repr=False)
 
     @property
     def location(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}".rstrip("/") + f" on {self.endpoint}"
 
-    def client(self) -> Any:
-        if self._client is None:
-            import urllib3
-            from minio import Minio
-
-            parts = urlsplit(self.endpoint if "://" in self.endpoint else f"http://{self.endpoint}")
-            if parts.scheme not in {"http", "https"} or not parts.netloc:
-                raise BadInput(f"--s3-endpoint {self.endpoint!r}: expected http(s)://host:port")
-            http = urllib3.PoolManager(
-                timeout=urllib3.Timeout(connect=10, read=120),
-                retries=urllib3.Retry(total=3, backoff_factor=0.5, status_forcelist=[500, 502, 503, 504]),
-                cert_reqs="CERT_REQUIRED",
-                ca_certs=os.environ.get("SSL_CERT_FILE") or None,
-            )
-            self._client = Minio(
-                parts.netloc,
-                access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
-                secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
-                session_token=os.environ.get("AWS_SESSION_TOKEN"),
-                region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
-                secure=parts.scheme == "https",
-                http_client=http,
-            )
-        return self._client
-
     def read(self, key: str) -> bytes:
-        from minio.error import S3Error
-        from urllib3.exceptions import HTTPError
+        from model_packager.errors import PackagerError
+        from model_packager.errors import Unavailable as PackagerUnavailable
+        from model_packager.s3 import Bucket, Endpoint
 
         full = f"{self.prefix}/{key}" if self.prefix else key
         try:
-            response = self.client().get_object(self.bucket, full)
-        except S3Error as err:
-            if err.code in {"NoSuchKey", "NoSuchBucket"}:
-                raise BadInput(f"package {self.location}: {key} is missing ({err.code})") from None
-            raise BadInput(f"package {self.location}: reading {key} was refused: {err.code}") from None
-        except HTTPError as err:
-            raise Unavailable(f"package {self.location}: cannot reach the S3 endpoint ({err})") from None
-        try:
-            return response.read()
-        finally:
-            response.close()
-            response.release_conn()
+            if self._bucket is None:
+                url = self.endpoint if "://" in self.endpoint else f"http://{self.endpoint}"
+                self._bucket = Bucket(Endpoint(url=url, bucket=self.bucket, budget=30.0))
+            data = self._bucket.read(full)
+        except PackagerUnavailable as err:
+            raise Unavailable(f"package {self.location}: {err.message}") from None
+        except PackagerError as err:
+            raise BadInput(f"package {self.location}: {err.message}") from None
+        if data is None:
+            raise BadInput(f"package {self.location}: {key} is missing")
+        return data
 
 
 def open_store(source: str, *, s3_endpoint: str | None) -> Store:
@@ -247,13 +221,6 @@ def _json(store: Store, key: str, raw: bytes) -> dict[str, Any]:
 
 
 def _listed_sha256(manifest: dict[str, Any], key: str) -> str | None:
-    """The sha256 that the manifest records for `key`: `objects` as {key: {sha256}} or [{key, sha256}]."""
-    objects = manifest.get("objects")
-    entry: Any = None
-    if isinstance(objects, dict):
-        entry = objects.get(key)
-    elif isinstance(objects, list):
-        entry = next((o for o in objects if isinstance(o, dict) and o.get("key") == key), None)
-    if isinstance(entry, dict):
-        entry = entry.get("sha256")
-    return entry if isinstance(entry, str) else None
+    """The sha256 that the manifest's `objects` ({key: {sha256, size}}) records for `key`."""
+    entry = (manifest.get("objects") or {}).get(key)
+    return entry.get("sha256") if isinstance(entry, dict) else None
