@@ -301,16 +301,7 @@ def test_a_client_that_falls_behind_makes_the_run_invalid(emotion_triton, tiny_p
     try:
         out = tmp_path / "report"
         options = "--rate 300 --duration 1.5s --warmup 0.5s --workers 1 --max-lag 3ms"
-        argv = command(
-            "run",
-            "--target",
-            f"triton={emotion_triton.grpc_url}",
-            "--package",
-            tiny_package,
-            *options.split(),
-            "--output",
-            out,
-        )
+        argv = _run_argv(command, emotion_triton.grpc_url, tiny_package, options, out)
         run = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, **pin)
     finally:
         hog.kill()
@@ -328,16 +319,7 @@ def test_a_server_killed_mid_run_gives_exit_6_and_a_partial_report(serve, tiny_p
     triton = serve({"emotion": {}})
     out = tmp_path / "report"
     options = "--rate 20 --duration 60s --warmup 0s --workers 1 --max-lag 1s"
-    argv = command(
-        "run",
-        "--target",
-        f"triton={triton.grpc_url}",
-        "--package",
-        tiny_package,
-        *options.split(),
-        "--output",
-        out,
-    )
+    argv = _run_argv(command, triton.grpc_url, tiny_package, options, out)
     run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(4)
@@ -364,16 +346,7 @@ def test_sigterm_stops_the_run_with_its_workers_and_a_partial_report(
 ):
     out = tmp_path / "report"
     options = "--rate 20,40 --duration 2s --warmup 0s --workers 2 --max-lag 1s"
-    argv = command(
-        "run",
-        "--target",
-        f"triton={emotion_triton.grpc_url}",
-        "--package",
-        tiny_package,
-        *options.split(),
-        "--output",
-        out,
-    )
+    argv = _run_argv(command, emotion_triton.grpc_url, tiny_package, options, out)
     run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -557,3 +530,10 @@ def test_make_loadtest_forwards_the_release_services_and_prints_the_report_folde
     for call in forwards:  # stopped with the run
         with pytest.raises(ProcessLookupError):
             os.kill(call["pid"], 0)
+
+
+def _run_argv(command, grpc_url: str, package: Path, options: str, out: Path) -> list[str]:
+    """`loadtest run` against one Triton target over gRPC, with the test package and `options`."""
+    return command(
+        "run", "--target", f"triton={grpc_url}", "--package", package, *options.split(), "--output", out
+    )

@@ -11,7 +11,6 @@ and the `helm test` pod's command. See devstack/src/devstack/release.py for what
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -217,16 +216,3 @@ def test_a_wrong_metrics_path_is_named(mutated) -> None:
     assert str(err.value) == (
         "ServiceMonitor e2e-monitoring-triton scrapes /metricz, but triton serves its metrics at /metrics"
     )
-
-
-def test_the_packager_job_is_what_runs_here(published: Release) -> None:
-    """The Job's container and the chart's packager contract agree: its argv parses and names the bucket."""
-    job = published.render.pod("Job", "packager")
-    item = next(c for c in job["spec"]["containers"] if c["name"] == "packager")
-    assert item["command"] == ["model-packager"]
-    assert item["args"][0] == "run"
-    completed = subprocess.run(
-        [sys.executable, "-m", "model_packager", "run", "--help"], capture_output=True, text=True, check=True
-    )
-    for arg in item["args"][1:]:
-        assert arg.split("=", 1)[0] in completed.stdout, arg
