@@ -92,7 +92,7 @@ def _run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     from model_packager.build import build
     from model_packager.layout import Layout
     from model_packager.manifest import fingerprint, library_versions
-    from model_packager.publish import already_published, publish, reserve
+    from model_packager.publish import already_published, publish_version, reserve
 
     options, sentences = _build_inputs(args)
     bucket = _bucket(args)
@@ -113,7 +113,7 @@ def _run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
             sentences=sentences,
             reporter=reporter,
         )
-        return publish(tree=tree, bucket=bucket, reporter=reporter).as_dict()
+        return publish_version(tree=tree, bucket=bucket, version=version, reporter=reporter).as_dict()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -63,8 +63,9 @@ class _Object:
 
 
 def find_published(bucket: Bucket, layout: Layout, fingerprint: str) -> int | None:
-    """The version whose complete manifest has this fingerprint, if any."""
-    for version, kind in _version_files(bucket, layout):
+    """The version whose complete manifest has this fingerprint, if any (newest first: a rerun of the
+    last build, the usual case, costs one read)."""
+    for version, kind in reversed(_version_files(bucket, layout)):
         if kind == "json":
             manifest = bucket.read_json(layout.manifest(version)) or {}
             if manifest.get("fingerprint") == fingerprint:
@@ -107,12 +108,20 @@ def already_published(
 
 
 def publish(*, tree: LocalTree, bucket: Bucket, reporter: Reporter) -> PublishResult:
+    """Steps 1 to 5: nothing if this build is published, else the next version number for it."""
     layout = Layout(tree.name)
     fingerprint = tree.manifest["fingerprint"]
     done = already_published(bucket=bucket, layout=layout, fingerprint=fingerprint, reporter=reporter)
     if done is not None:
         return done
-    version = reserve(bucket, layout, fingerprint)
+    return publish_version(
+        tree=tree, bucket=bucket, version=reserve(bucket, layout, fingerprint), reporter=reporter
+    )
+
+
+def publish_version(*, tree: LocalTree, bucket: Bucket, version: int, reporter: Reporter) -> PublishResult:
+    """Steps 3 to 5 for a version already reserved for this build (what `run` calls after building)."""
+    layout = Layout(tree.name)
     result = PublishResult(version=version)
     objects = _plan(tree, version)
     with reporter.step("upload", version=version, objects=len(objects)) as step:
