@@ -139,16 +139,14 @@ def convert_ir(
 def fuse_text_model(*, loaded: Loaded, classifier_xml: Path, max_length: int, output: Path) -> Path:
     """An IR that takes strings: the tokenizer (openvino-tokenizers) connected to the classifier.
 
-    openvino-tokenizers 2026.4 does not truncate unless asked, names the string input
+    openvino-tokenizers 2026.3 does not truncate unless asked, names the string input
     automatically, and connect_models drops the tokenizer's stateful sinks (REFERENCE.md): all three
     are handled here.
     """
     import openvino as ov
     from openvino_tokenizers import connect_models, convert_tokenizer
 
-    tokenizer_model = convert_tokenizer(
-        loaded.tokenizer, with_detokenizer=False, max_length=max_length, truncation=True
-    )
+    tokenizer_model = convert_tokenizer(loaded.tokenizer, with_detokenizer=False, max_length=max_length)
     tokenizer_model.inputs[0].get_tensor().set_names({"text"})
     classifier = ov.Core().read_model(str(classifier_xml))
     fused = connect_models(tokenizer_model, classifier)
