@@ -24,6 +24,8 @@ refused, conflict (model-packager errors.py PERMANENT; `make chart-contract` com
 - --bucket={{ $g.s3.bucket }}
 - --max-length={{ $p.maxLength }}
 - --precision={{ $p.precision }}
+{{- /* The parity gate compiles the IR as OVMS will run it (its INFERENCE_PRECISION_HINT; empty: the CPU's own). */}}
+- --inference-precision={{ .Values.ovms.config.inferencePrecisionHint | default "default" }}
 - --activation={{ $p.activation }}
 - --triton-device={{ $p.tritonDevice }}
 - --tensorrt={{ $p.tensorrt }}

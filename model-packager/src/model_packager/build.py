@@ -52,6 +52,8 @@ class BuildOptions:
     name: str = "emotion"
     max_length: int = 128
     precision: str = "fp32"
+    # What the servers execute (OVMS's INFERENCE_PRECISION_HINT): the parity gate compiles with it.
+    inference_precision: str = "f32"
     activation: str = "auto"
     triton_device: str = "gpu"
     text: str = "auto"
@@ -65,6 +67,11 @@ class BuildOptions:
             raise BadInput(f"max length must be between 3 and 8192, not {self.max_length}")
         if self.precision not in export.PRECISIONS:
             raise BadInput(f"precision must be one of {', '.join(export.PRECISIONS)}, not {self.precision!r}")
+        if self.inference_precision not in parity.INFERENCE_PRECISIONS:
+            raise BadInput(
+                f"inference precision must be one of {', '.join(parity.INFERENCE_PRECISIONS)}, "
+                f"not {self.inference_precision!r}"
+            )
         if self.activation not in ("auto", *export.ACTIVATIONS):
             raise BadInput(f"activation must be auto, sigmoid or softmax, not {self.activation!r}")
         if self.triton_device not in TRITON_DEVICES:
@@ -208,8 +215,11 @@ def _build_into(
             sentences=sentences,
             activation=activation,
             precision=options.precision,
+            inference_precision=options.inference_precision,
             max_length=options.max_length,
         )
+        if "note" in report:
+            reporter.info(report["note"])
         done["worst"] = {
             r["backend"]: r.get("max_abs_logit_diff", r["label_agreement"]) for r in report["results"]
         }
