@@ -18,7 +18,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_usage_errors_exit_2(packager) -> None:
-    result = packager("build", "--output", "x")
+    result = packager("build", "--output", "x", process=True)  # the real entry point, argparse and all
     assert result.code == 2
     assert "the following arguments are required: --model" in result.stderr
 
@@ -132,13 +132,14 @@ def test_hub_model_from_the_hub_cache_resolves_to_its_commit(stand_in, tmp_path,
     assert source.labels == ["no_emotion", "joy", "sadness", "surprise", "fear", "anger"]
 
 
-def test_failed_parity_exits_4_and_writes_nothing(packager, stand_in, tmp_path) -> None:
-    """INT8 on the random-weight stand-in: its probabilities sit at 0.5, where quantisation noise
-    flips decisions, so the gate (>= 99 % identical decisions) fails."""
+def test_failed_parity_exits_4_and_writes_nothing(packager, undecided_stand_in, tmp_path) -> None:
+    """INT8 on the undecided stand-in: its probabilities sit at 0.5, where quantisation noise flips
+    decisions on any CPU (measured about 60 %), so the gate (>= 99 % identical decisions) fails."""
     out = tmp_path / "tree"
     result = packager(
-        "build", "--model", str(stand_in), "--precision", "int8", "--text", "off", "--output", str(out)
-    )
+        "build", "--model", str(undecided_stand_in), "--precision", "int8", "--text", "off",
+        "--output", str(out),
+    )  # fmt: skip
     assert result.code == ExitCode.PARITY, result.stderr
     assert re.fullmatch(
         r"model-packager: parity gate failed: openvino-f32 label agreement \d+\.\d% < 99%; "

@@ -19,6 +19,7 @@ from model_packager import __version__
 from model_packager.errors import BadInput, ExitCode, PackagerError
 from model_packager.progress import Reporter, configure
 from model_packager.sentences import default_sample, read_sentences
+from model_packager.standin import DEFAULT_MARGIN
 
 DEFAULT_SAMPLE_SIZE = 64
 
@@ -137,7 +138,7 @@ def _stand_in(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
 
     sentences = read_sentences(args.corpus) if args.corpus else default_sample()
     with reporter.step("stand-in", sentences=len(sentences)):
-        build_stand_in(output=args.output, sentences=sentences, seed=args.seed)
+        build_stand_in(output=args.output, sentences=sentences, seed=args.seed, margin=args.margin)
     return {"stand_in": str(args.output)}
 
 
@@ -165,6 +166,7 @@ def _build_inputs(args: argparse.Namespace) -> tuple[Any, list[str]]:
         name=args.name,
         max_length=args.max_length,
         precision=args.precision,
+        inference_precision=args.inference_precision,
         activation=args.activation,
         triton_device=args.triton_device,
         text=args.text,
@@ -259,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     stand_in.add_argument("--output", type=Path, required=True)
     stand_in.add_argument("--corpus", type=Path, help="sentences to train its WordPiece vocabulary on")
     stand_in.add_argument("--seed", type=int, default=0)
+    stand_in.add_argument(
+        "--margin",
+        type=float,
+        default=DEFAULT_MARGIN,
+        help="every logit at least this far from the decision boundary, for any input (0: undecided)",
+    )
     stand_in.set_defaults(handler=_stand_in)
     return parser
 
@@ -275,6 +283,12 @@ def _model_options(command: argparse.ArgumentParser) -> None:
         "--max-length", type=int, default=128, help="tokens per text, [CLS] and [SEP] included"
     )
     group.add_argument("--precision", default="fp32", help="OpenVINO IR weights: fp32, fp16 or int8 (NNCF)")
+    group.add_argument(
+        "--inference-precision",
+        default="f32",
+        help="what OVMS executes (its INFERENCE_PRECISION_HINT): f32, bf16, f16, or default (the CPU's "
+        "own choice); the parity gate compiles the IR with it",
+    )
     group.add_argument(
         "--activation", default="auto", help="auto (from the model config), sigmoid or softmax"
     )

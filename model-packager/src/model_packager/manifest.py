@@ -39,9 +39,17 @@ def library_versions() -> dict[str, str]:
 
 
 def fingerprint(*, source: dict[str, Any], options: dict[str, Any], libraries: dict[str, str]) -> str:
-    """Identifies a build: the same source, options and libraries give the same artifacts."""
+    """Identifies a build: the same source, options and libraries give the same artifacts.
+
+    A hub model is its id, commit and content; a local folder is its content alone, wherever it lives.
+    """
+    hub = source.get("commit") is not None
     identity = {
-        "source": {k: source.get(k) for k in ("id", "commit", "content_sha256")},
+        "source": {
+            "id": source.get("id") if hub else None,
+            "commit": source.get("commit"),
+            "content_sha256": source.get("content_sha256"),
+        },
         "options": options,
         "libraries": libraries,
     }

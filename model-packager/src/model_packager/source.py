@@ -137,12 +137,25 @@ def _check_classifier(config: dict[str, Any], model: str) -> None:
         raise BadInput(f"{model} is a regression model, not a classifier (problem_type: regression)")
 
 
+#: Folders inside a checkpoint that are not the checkpoint: download metadata, version control.
+_NOT_CHECKPOINT = frozenset({".cache", ".git"})
+
+
 def _content_digest(path: Path) -> str:
-    """sha256 over the sorted (name, sha256 of content) of every file in the folder."""
+    """sha256 over the sorted (path relative to the checkpoint, sha256 of content) of its files.
+
+    Only the checkpoint's own names count: the folder may live anywhere (the hub's cache under
+    ~/.cache, a scratch folder), and the same files elsewhere give the same digest.
+    """
+    files = {
+        file.relative_to(path).as_posix(): file
+        for file in path.rglob("*")
+        if file.is_file() and not _NOT_CHECKPOINT.intersection(file.relative_to(path).parts)
+    }
     outer = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts):
-        outer.update(file.relative_to(path).as_posix().encode() + b"\0")
-        outer.update(file_sha256(file).encode() + b"\n")
+    for name in sorted(files):
+        outer.update(name.encode() + b"\0")
+        outer.update(file_sha256(files[name]).encode() + b"\n")
     return outer.hexdigest()
 
 

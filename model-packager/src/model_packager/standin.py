@@ -5,6 +5,14 @@ It has the default model's shape (seara/rubert-tiny2-cedr-russian-emotion: BERT,
 multi-label) with random weights and a WordPiece tokenizer trained on a corpus. The shape, not the
 weights, decides conversion time, size and latency; its predictions mean nothing. It says so in its
 config (`stand_in: true`), in its name, and the packager copies that into every manifest it writes.
+
+Decisive by construction: random weights alone put every probability near 0.5, where the last bit
+of any arithmetic flips a decision (bf16 on one CPU, f32 on another), so agreement figures would be
+the CPU's luck. A trained model's logits sit far from the boundary; the stand-in's head is biased so
+that every logit of every input is at least `margin` from 0: the pooler's tanh bounds each feature
+to [-1, 1], so |w·x| <= sum|w|, and a bias of ±(margin + sum|w|) keeps the sign whatever the input.
+Its decisions are the same for every sentence (alternately on and off per label); margin 0 keeps the
+undecided random head, where reduced precisions legitimately fail the gate.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from model_packager.errors import BadInput
 
@@ -29,9 +38,13 @@ SHAPE = {
 }
 STAND_IN_ID = "emotion-serving/stand-in-rubert-tiny2-shape"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+#: Distance of every logit from the decision boundary (a trained classifier's logits are several units out).
+DEFAULT_MARGIN = 3.0
 
 
-def build_stand_in(*, output: Path, sentences: Iterable[str], seed: int = 0) -> Path:
+def build_stand_in(
+    *, output: Path, sentences: Iterable[str], seed: int = 0, margin: float = DEFAULT_MARGIN
+) -> Path:
     """Write a stand-in checkpoint (config, safetensors weights, fast tokenizer) to `output`."""
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
@@ -42,6 +55,8 @@ def build_stand_in(*, output: Path, sentences: Iterable[str], seed: int = 0) -> 
         raise BadInput("the stand-in needs at least one sentence to train its tokenizer on")
     if output.exists() and any(output.iterdir()):
         raise BadInput(f"{output} is not empty; the stand-in is written to a new folder")
+    if not 0 <= margin <= 50:  # sigmoid saturates long before 50
+        raise BadInput(f"margin must be between 0 and 50, not {margin:g}")
 
     trained = Tokenizer(models.WordPiece(unk_token="[UNK]"))  # noqa: S106 (a token, not a password)
     # rubert-tiny2 is cased: BERT normalisation without lowercasing or accent stripping.
@@ -72,12 +87,29 @@ def build_stand_in(*, output: Path, sentences: Iterable[str], seed: int = 0) -> 
     )
     config.stand_in = True
     config.stand_in_for = DEFAULT_MODEL
+    config.stand_in_margin = margin
     config.name_or_path = STAND_IN_ID
     model = BertForSequenceClassification(config).eval()
+    _decide(model.classifier, margin)
     output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output)
     tokenizer.save_pretrained(output)
     (output / "STAND_IN.json").write_text(
-        json.dumps({"stand_in_for": DEFAULT_MODEL, "id": STAND_IN_ID, "seed": seed}, indent=2) + "\n"
+        json.dumps(
+            {"stand_in_for": DEFAULT_MODEL, "id": STAND_IN_ID, "seed": seed, "margin": margin}, indent=2
+        )
+        + "\n"
     )
     return output
+
+
+def _decide(classifier: Any, margin: float) -> None:
+    """Bias each label's logit to at least `margin` from 0 for any input (see the module's note)."""
+    import torch
+
+    if margin == 0:
+        return
+    with torch.no_grad():
+        reach = classifier.weight.abs().sum(dim=1)  # the most |w·x| can be for x in [-1, 1]^n
+        signs = torch.tensor([1.0 if i % 2 == 0 else -1.0 for i in range(len(reach))])
+        classifier.bias.copy_(signs * (margin + reach))
