@@ -2,23 +2,28 @@
 
 No hub access here: the checkpoint is model_packager.standin's (BERT, 3 layers, hidden 312, 12
 heads, intermediate 600, 2048 positions, vocabulary 83,828, 6 labels, multi-label) with a WordPiece
-tokenizer trained on the shared Russian corpus.
+tokenizer trained on the shared Russian corpus. Its head is decisive (every logit at least 3 from
+the boundary for any input), so agreement gates pass or fail the same on every CPU; the undecided
+variant (margin 0, probabilities near 0.5) is where a reduced precision legitimately fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from devstack.s3 import S3Server
+from model_packager import cli
 from model_packager.build import BuildOptions, build
 from model_packager.manifest import LocalTree
 from model_packager.progress import Reporter
@@ -47,6 +52,11 @@ def sample(corpus: list[str]) -> list[str]:
 @pytest.fixture(scope="session")
 def stand_in(tmp_path_factory: pytest.TempPathFactory, corpus: list[str]) -> Path:
     return build_stand_in(output=tmp_path_factory.mktemp("ckpt") / "stand-in", sentences=corpus)
+
+
+@pytest.fixture(scope="session")
+def undecided_stand_in(tmp_path_factory: pytest.TempPathFactory, corpus: list[str]) -> Path:
+    return build_stand_in(output=tmp_path_factory.mktemp("ckpt") / "undecided", sentences=corpus, margin=0)
 
 
 @pytest.fixture(scope="session")
@@ -84,20 +94,47 @@ class Result:
 Packager = Callable[..., Result]
 
 
+@contextlib.contextmanager
+def _environment(env: Mapping[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @pytest.fixture
 def packager() -> Packager:
-    """Run the model-packager CLI in a subprocess, as the Job does; env adds to the environment."""
+    """Run the model-packager CLI as the Job does, with `env` added to the environment: in this
+    process (cli.main, the same code path less the interpreter's start-up), or with process=True
+    as `python -m model_packager` in a child process, for tests that kill it or need a fresh one."""
 
-    def run(*args: str, env: Mapping[str, str] | None = None, timeout: float = 600) -> Result:
-        completed = subprocess.run(
-            [sys.executable, "-m", "model_packager", "--log-format", "json", *args],
-            env={**os.environ, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        return Result(completed.returncode, completed.stdout, completed.stderr)
+    def run(
+        *args: str, env: Mapping[str, str] | None = None, timeout: float = 600, process: bool = False
+    ) -> Result:
+        argv = ["--log-format", "json", *args]
+        if process:
+            completed = subprocess.run(
+                [sys.executable, "-m", "model_packager", *argv],
+                env={**os.environ, **(env or {})},
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            return Result(completed.returncode, completed.stdout, completed.stderr)
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with _environment(env or {}), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = cli.main(argv)
+            except SystemExit as exit_:  # argparse's usage errors and --help
+                code = exit_.code if isinstance(exit_.code, int) else 2
+        return Result(code, stdout.getvalue(), stderr.getvalue())
 
     return run
 
