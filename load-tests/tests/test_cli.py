@@ -39,16 +39,63 @@ def run_main(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int
             "argument --duration: '3x' is not a duration (examples: 30s, 500ms, 2m)",
         ),
         (["--rate", "5", "--slo-search"], "--slo-search needs --rate START and --slo-p99-ms"),
-        (["--rate", "0"], "argument --rate: '0' must be above 0"),
         (["--rate", "5", "--max-error-rate", "2"], "argument --max-error-rate: '2' must be between 0 and 1"),
+        (
+            ["--rate", "5", "--max-error-rate", "nan"],
+            "argument --max-error-rate: 'nan' is not a finite number",
+        ),
+        # Values that ran for 44 s (nan, inf), were accepted (timeout 0) or crashed a worker (seed -1).
+        (["--rate", "nan"], "argument --rate: 'nan' is not a finite number"),
+        (["--rate", "inf"], "argument --rate: 'inf' is not a finite number"),
+        (["--rate", "5,inf"], "argument --rate: 'inf' is not a finite number"),
+        (["--rate", "0"], "argument --rate: '0' must be above 0"),
+        (["--rate", "-5"], "argument --rate: '-5' must be above 0"),
+        (["--rate", "2e6"], "argument --rate: '2e6' is above 1000000 requests/s"),
+        (
+            ["--rate", "5", "--slo-search", "--slo-p99-ms", "nan"],
+            "argument --slo-p99-ms: 'nan' is not a finite number",
+        ),
+        (["--rate", "5", "--max-rate", "inf"], "argument --max-rate: 'inf' is not a finite number"),
+        (["--rate", "5", "--tolerance", "nan"], "argument --tolerance: 'nan' is not a finite number"),
+        (["--concurrency", "0"], "argument --concurrency: '0' must be above 0"),
+        (["--concurrency", "1,0"], "argument --concurrency: '0' must be above 0"),
+        (["--concurrency", "2.5"], "argument --concurrency: '2.5' is not a whole number"),
+        (["--rate", "5", "--duration", "0"], "argument --duration: '0' must be above 0"),
+        (["--rate", "5", "--duration", "0s"], "argument --duration: '0s' must be above 0"),
+        (["--rate", "5", "--duration", "25h"], "argument --duration: '25h' is longer than a day"),
+        (["--rate", "5", "--warmup", "-1s"], "argument --warmup: '-1s' must not be negative"),
+        (["--rate", "5", "--warmup=-0.5"], "argument --warmup: '-0.5' must not be negative"),
+        (["--rate", "5", "--timeout", "0s"], "argument --timeout: '0s' must be above 0"),
+        (
+            ["--rate", "5", "--timeout", "11m"],
+            "argument --timeout: '11m' is longer than 10m (the latency histograms' range)",
+        ),
+        (["--rate", "5", "--interval", "0ms"], "argument --interval: '0ms' must be above 0"),
+        (["--rate", "5", "--duration", "2s", "--interval", "3s"], "--interval must be at most --duration"),
+        (["--rate", "5", "--max-lag", "0"], "argument --max-lag: '0' must be above 0"),
+        (["--rate", "5", "--workers", "0"], "argument --workers: '0' must be above 0"),
+        (["--rate", "5", "--max-in-flight", "0"], "argument --max-in-flight: '0' must be above 0"),
+        (["--rate", "5", "--batch-size", "-1"], "argument --batch-size: '-1' must be above 0"),
+        (["--rate", "5", "--seed", "-1"], "argument --seed: '-1' must not be negative"),
     ],
 )
-def test_usage_errors_exit_2(capsys, tmp_path, argv: list[str], message: str) -> None:
-    code, _, err = run_main(
-        capsys, "run", "--target", "a=127.0.0.1:1", "--package", tmp_path, "--output", tmp_path, *argv
+def test_usage_errors_exit_2_in_one_line_and_write_nothing(
+    capsys, tmp_path, argv: list[str], message: str
+) -> None:
+    out = tmp_path / "out"
+    code, stdout, err = run_main(
+        capsys, "run", "--target", "a=127.0.0.1:1", "--package", tmp_path, "--output", out, *argv
     )
     assert code == ExitCode.USAGE
-    assert err.strip().splitlines()[-1] == f"loadtest run: error: {message}"
+    assert (stdout, err) == ("", f"loadtest run: error: {message}\n")
+    assert not out.exists()
+
+
+def test_smoke_rejects_a_zero_timeout_in_one_line(capsys, tmp_path) -> None:
+    argv = ["smoke", "--target", "a=127.0.0.1:1", "--package", tmp_path, "--timeout", "0"]
+    code, _, err = run_main(capsys, *argv)
+    assert code == ExitCode.USAGE
+    assert err == "loadtest smoke: error: argument --timeout: '0' must be above 0\n"
 
 
 NAME_VALUE = "expected NAME=VALUE with a name of letters, digits, . _ -"

@@ -8,34 +8,84 @@ Exit codes (errors.ExitCode, documented in docs/loadtest.md): 0 ok, 1 bug, 2 usa
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from loadtest import __version__
 from loadtest.errors import BadInput, ExitCode, LoadTestError
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_DURATION = re.compile(r"^(-?)(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+#: The longest duration any option takes: a day (a level, its warmup, a timeout or an interval beyond that is
+#: a typo, and the clocks' sleeps overflow long before a year).
+MAX_DURATION_S = 86400.0
+#: The longest --timeout: the latency histograms reach 10 minutes, and a timeout counts in them.
+MAX_TIMEOUT_S = 600.0
+#: The highest --rate: far beyond what the client can offer (a few thousand requests/s per worker), and a
+#: grid finer than this would be a typo.
+MAX_RATE = 1_000_000.0
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser with its usage errors on one line (`loadtest run: error: ...`), exit 2, and negative
+    durations (`--warmup -1s`) taken as values, so that the type check names them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # argparse's own pattern for "a negative number, not an option" (private, stable since Python 3.2),
+        # widened to durations with a unit; no option of ours looks like one.
+        self._negative_number_matcher = re.compile(r"^-\d+(?:\.\d+)?(?:ms|s|m|h)?$|^-\d*\.\d+$")
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(int(ExitCode.USAGE), f"{self.prog}: error: {message}\n")
 
 
 def duration(text: str) -> float:
-    """`30s`, `500ms`, `2m`, `1h` or plain seconds."""
+    """`30s`, `500ms`, `2m`, `1h` or plain seconds; 0 or more, at most a day."""
     match = _DURATION.match(text.strip())
     if not match:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration (examples: 30s, 500ms, 2m)")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    if match.group(1):
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    value = float(match.group(2)) * _UNITS[match.group(3)]
+    if value > MAX_DURATION_S:
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than a day")
+    return value
 
 
-def _positive(kind: type, text: str) -> float:
+def positive_duration(text: str) -> float:
+    value = duration(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+    return value
+
+
+def timeout(text: str) -> float:
+    value = positive_duration(text)
+    if value > MAX_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than 10m (the latency histograms' range)")
+    return value
+
+
+def _number(kind: type, text: str) -> float:
     try:
         value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a {'whole ' if kind is int else ''}number"
         ) from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _positive(kind: type, text: str) -> float:
+    value = _number(kind, text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
     return value
@@ -49,11 +99,22 @@ def positive_float(text: str) -> float:
     return _positive(float, text)
 
 
+def non_negative_int(text: str) -> int:
+    value = int(_number(int, text))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+def rate(text: str) -> float:
+    value = positive_float(text)
+    if value > MAX_RATE:
+        raise argparse.ArgumentTypeError(f"{text!r} is above {MAX_RATE:.0f} requests/s")
+    return value
+
+
 def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _number(float, text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
     return value
@@ -63,8 +124,8 @@ def int_list(text: str) -> tuple[float, ...]:
     return tuple(float(positive_int(part)) for part in text.split(","))
 
 
-def float_list(text: str) -> tuple[float, ...]:
-    return tuple(positive_float(part) for part in text.split(","))
+def rate_list(text: str) -> tuple[float, ...]:
+    return tuple(rate(part) for part in text.split(","))
 
 
 def input_kinds(text: str) -> tuple[str, ...]:
@@ -107,13 +168,13 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
         default=1e-3,
         help="largest probability drift from the reference that still counts as correct (default: 1e-3)",
     )
-    parser.add_argument("--timeout", type=duration, default=10.0, help="per-request timeout (default: 10s)")
+    parser.add_argument(
+        "--timeout", type=timeout, default=10.0, help="per-request timeout, at most 10m (default: 10s)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="loadtest", description="Fair, open-loop-correct load tests of KServe v2 servers."
-    )
+    parser = Parser(prog="loadtest", description="Fair, open-loop-correct load tests of KServe v2 servers.")
     parser.add_argument("--version", action="version", version=f"loadtest {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -138,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     load = run.add_mutually_exclusive_group(required=True)
     load.add_argument("--concurrency", type=int_list, metavar="N[,N...]", help="closed loop: users per level")
     load.add_argument(
-        "--rate", type=float_list, metavar="R[,R...]", help="open loop: requests per second per level"
+        "--rate", type=rate_list, metavar="R[,R...]", help="open loop: requests per second per level"
     )
     run.add_argument(
         "--arrival", choices=("fixed", "poisson"), default="fixed", help="open loop: request spacing"
@@ -146,22 +207,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--slo-search", action="store_true", help="find the highest rate with p99 under --slo-p99-ms"
     )
-    run.add_argument(
-        "--max-rate", type=positive_float, default=100000.0, help="SLO search: highest rate to try"
-    )
+    run.add_argument("--max-rate", type=rate, default=100000.0, help="SLO search: highest rate to try")
     run.add_argument(
         "--search-steps", type=positive_int, default=5, help="SLO search: bisection probes (default 5)"
     )
-    run.add_argument("--duration", type=duration, default=30.0, help="measured time per level (default: 30s)")
+    run.add_argument(
+        "--duration", type=positive_duration, default=30.0, help="measured time per level (default: 30s)"
+    )
     run.add_argument(
         "--warmup", type=duration, default=5.0, help="unmeasured time before each level (default: 5s)"
     )
     run.add_argument(
-        "--interval", type=duration, default=1.0, help="time slice for the per-interval figures (1s)"
+        "--interval", type=positive_duration, default=1.0, help="time slice for the per-interval figures (1s)"
     )
     run.add_argument(
         "--max-lag",
-        type=duration,
+        type=positive_duration,
         default=0.01,
         help="client lag (p99) beyond which a level is invalid (10ms)",
     )
@@ -183,7 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="threshold: wrong answers / answers (default: 0)",
     )
-    run.add_argument("--seed", type=int, default=1, help="seed of the Poisson arrivals")
+    run.add_argument(
+        "--seed", type=non_negative_int, default=1, help="seed of the Poisson arrivals (0 or more)"
+    )
     run.add_argument("--output", type=Path, required=True, help="folder for report.json, report.md, plots/")
 
     smoke = commands.add_parser(
@@ -236,10 +299,8 @@ def _check(args: argparse.Namespace) -> None:
     if args.command == "run":
         if args.slo_search and (args.rate is None or args.slo_p99_ms is None):
             parser.error("--slo-search needs --rate START and --slo-p99-ms")
-        if args.duration <= 0:
-            parser.error("--duration must be above 0")
-        if args.interval <= 0 or args.interval > args.duration:
-            parser.error("--interval must be above 0 and at most --duration")
+        if args.interval > args.duration:
+            parser.error("--interval must be at most --duration")
 
 
 def _terminated(signum: int, frame: object) -> None:
