@@ -16,6 +16,7 @@ from loadtest.cli import build_parser, main
 from loadtest.compare import compare_reports
 from loadtest.errors import ExitCode
 from loadtest.release import Service, discover, forwarded, run_arguments
+from loadtest.runner import find_stall
 from loadtest.servermetrics import parse, server_side
 
 DOCS = REPO_ROOT / "docs" / "loadtest.md"
@@ -77,6 +78,7 @@ def run_main(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int
         (["--rate", "5", "--max-in-flight", "0"], "argument --max-in-flight: '0' must be above 0"),
         (["--rate", "5", "--batch-size", "-1"], "argument --batch-size: '-1' must be above 0"),
         (["--rate", "5", "--seed", "-1"], "argument --seed: '-1' must not be negative"),
+        (["--rate", "5", "--stall-share", "1.5"], "argument --stall-share: '1.5' must be between 0 and 1"),
     ],
 )
 def test_usage_errors_exit_2_in_one_line_and_write_nothing(
@@ -96,6 +98,37 @@ def test_smoke_rejects_a_zero_timeout_in_one_line(capsys, tmp_path) -> None:
     code, _, err = run_main(capsys, *argv)
     assert code == ExitCode.USAGE
     assert err == "loadtest smoke: error: argument --timeout: '0' must be above 0\n"
+
+
+def _rows(rates: list[float], seconds: float = 1.0) -> list[dict]:
+    return [{"start_s": i * seconds, "duration_s": seconds, "throughput_rps": r} for i, r in enumerate(rates)]
+
+
+@pytest.mark.parametrize(
+    ("rows", "share", "median", "judged", "stalled"),
+    [
+        # The frozen server of issue 13: four seconds of answers, then none; the median of the answering
+        # intervals (not of all ten, which is 0) is the base.
+        (_rows([337, 414, 358, 13, 0, 0, 0, 0, 0, 0]), 0.1, 347.5, 10, [3, 4, 5, 6, 7, 8, 9]),
+        # A dip to a fifth is no stall at 0.1, one at 0.5; share 0 turns the rule off.
+        (_rows([400, 410, 80, 395]), 0.1, 397.5, 4, []),
+        (_rows([400, 410, 80, 395]), 0.5, 397.5, 4, [2]),
+        (_rows([400, 0, 395]), 0.0, 397.5, 0, []),
+        # Too few answers per interval to tell a stall from chance (Poisson at 5 per interval): not judged.
+        (_rows([5, 0, 7, 4, 0, 6]), 0.1, 5.5, 0, []),
+        # A short last interval is judged by its own length: 40/s over 0.5 s promises 20 answers.
+        ([*_rows([40, 40]), {"start_s": 2, "duration_s": 0.5, "throughput_rps": 0}], 0.1, 40, 3, [2]),
+        ([*_rows([40, 40]), {"start_s": 2, "duration_s": 0.25, "throughput_rps": 0}], 0.1, 40, 2, []),
+        # Nothing answered at all: no base (the errors tell that story).
+        (_rows([0, 0, 0]), 0.1, None, 0, []),
+    ],
+)
+def test_the_stall_rule(rows, share, median, judged, stalled) -> None:
+    assert find_stall(rows, share=share) == {
+        "median_rps": median,
+        "judged_intervals": judged,
+        "stalled": stalled,
+    }
 
 
 NAME_VALUE = "expected NAME=VALUE with a name of letters, digits, . _ -"

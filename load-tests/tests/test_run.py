@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +35,17 @@ def assert_consistent_level(result: dict[str, Any]) -> None:
     for figures in (result["latency_ms"], result["service_ms"]):
         ordered = [figures["min"], *(figures[p] for p in PERCENTILES), figures["max"]]
         assert ordered == sorted(ordered), figures
-    assert result["latency_ms"]["count"] == result["ok"]
+    # Timed-out requests count in the latency figures (at least the timeout), other errors do not.
+    assert result["latency_ms"]["count"] == result["ok"] + result["errors_by_kind"].get("timeout", 0)
     assert result["ok"] + result["errors"] == result["requests"]
     assert result["errors"] == sum(result["errors_by_kind"].values())
     # Latency counts from the intended send time, service time from the actual send: never less.
     assert result["latency_ms"]["p50"] >= result["service_ms"]["p50"]
     assert result["latency_ms"]["max"] >= result["service_ms"]["max"]
-    interval_answers = sum(i["throughput_rps"] for i in result["intervals"])  # 1 s intervals
-    assert interval_answers == pytest.approx(result["throughput_rps"] * result["duration_s"])
+    # One row per interval of the window, empty ones included, adding up to the level's answers.
+    assert sum(i["duration_s"] for i in result["intervals"]) == pytest.approx(result["duration_s"])
+    interval_answers = sum(round(i["throughput_rps"] * i["duration_s"]) for i in result["intervals"])
+    assert interval_answers == round(result["throughput_rps"] * result["duration_s"])
 
 
 def test_closed_loop_grpc_report_schema_and_values(
@@ -313,6 +319,118 @@ def test_a_client_that_falls_behind_makes_the_run_invalid(emotion_triton, tiny_p
     assert result["invalid_reason"].startswith(
         f"the client fell behind: p99 schedule lag {result['lag_ms']['p99']:g} ms"
     )
+
+
+def triton_pid(server) -> int:
+    """The tritonserver process of `server` (a child of this test process, found by its gRPC port)."""
+    flag = f"--grpc-port={server.grpc_port}"
+    pids = []
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # a child that has just ended
+            if flag in process.cmdline():
+                pids.append(process.pid)
+    (pid,) = pids
+    return pid
+
+
+def successes(server, model: str = "emotion") -> int:
+    """Requests the server has answered (its statistics extension: counted as they complete)."""
+    url = f"http://{server.http_url}/v2/models/{model}/stats"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        (stats,) = json.load(response)["model_stats"]
+    return stats["inference_stats"]["success"]["count"]
+
+
+def run_frozen_partway(server, argv: list[str], *, after: int) -> tuple[subprocess.Popen, str, str]:
+    """Run `argv` (a level without warmup); once the server has answered `after` requests, freeze it with
+    SIGSTOP until the run has ended, and let it go again (SIGCONT) whatever happens."""
+    pid = triton_pid(server)
+    run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    frozen = False
+    try:
+        deadline = time.monotonic() + 60
+        while successes(server) < after and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert run.poll() is None, "the run ended before the server was frozen"
+        os.kill(pid, signal.SIGSTOP)
+        frozen = True
+        stdout, stderr = run.communicate(timeout=120)
+    finally:
+        if frozen:
+            os.kill(pid, signal.SIGCONT)
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    return run, stdout, stderr
+
+
+def assert_stalled(result: dict[str, Any], stderr: str, *, level: str, intervals: int, timeout_ms: float):
+    """A level whose server froze partway and stayed frozen: one row per interval with zeros at the end,
+    the stall named by the rule's own figures, and the timed-out requests in the latency figures."""
+    assert_consistent_level(result)
+    rows = result["intervals"]
+    assert [r["start_s"] for r in rows] == [i * 0.5 for i in range(intervals)]
+    assert {r["duration_s"] for r in rows} == {0.5}
+    rates = [r["throughput_rps"] for r in rows]
+    assert rates[-1] == 0
+    stall = result["stall"]
+    median = stall["median_rps"]
+    assert median == statistics.median([r for r in rates if r > 0])
+    assert stall["judged_intervals"] == intervals
+    stalled = [r for r in rows if r["throughput_rps"] < 0.1 * median]
+    assert stall["stalled"] == [r["start_s"] for r in stalled]
+    breach = (
+        f"stall: throughput under --stall-share 0.1 x the median {median:g} req/s in {len(stalled)} of "
+        f"{intervals} intervals ({0.5 * len(stalled):g} s), the first at {stalled[0]['start_s']:g} s with "
+        f"{stalled[0]['throughput_rps']:g} req/s"
+    )
+    assert breach in result["breaches"]
+    assert f"loadtest: triton {level}: {breach}" in stderr.splitlines()
+    # The requests the frozen server held timed out, and count in the latencies at least at the timeout:
+    # an interval without answers has only timeouts in its figures.
+    assert result["errors_by_kind"]["timeout"] > 0
+    assert result["latency_ms"]["max"] >= timeout_ms
+    for row in rows:
+        if row["throughput_rps"] == 0 and row["errors"]:
+            assert row["p50_ms"] >= timeout_ms
+
+
+def test_a_server_frozen_partway_through_a_closed_loop_level_is_a_stall(
+    serve, tiny_package, tmp_path, command
+):
+    """Issue 13: Triton frozen with SIGSTOP partway through a closed-loop level gave exit 0, a p99 of 22 ms
+    and four intervals for ten seconds. Now every interval is reported, the empty ones as zeros, and the
+    level breaches the stall rule (exit 4)."""
+    triton = serve({"emotion": {}})
+    out = tmp_path / "report"
+    options = (
+        "--concurrency 4 --duration 3s --interval 500ms --warmup 0s --timeout 1s --workers 1 --max-lag 1s"
+    )
+    argv = _run_argv(command, triton.grpc_url, tiny_package, options, out)
+    run, _, stderr = run_frozen_partway(triton, argv, after=100)
+    assert run.returncode == 4, stderr
+    report = read_report(out)
+    assert report["status"] == "threshold_breached"
+    (result,) = report["results"]
+    assert result["valid"]
+    assert_stalled(result, stderr, level="concurrency 4", intervals=6, timeout_ms=1000)
+
+
+def test_a_server_frozen_partway_through_an_open_loop_level_is_a_stall(
+    serve, tiny_package, tmp_path, command
+):
+    """The same over HTTP in open loop: the requests due while the server is frozen go out on new
+    connections that it never serves, and time out at their deadline."""
+    triton = serve({"emotion": {}})
+    out = tmp_path / "report"
+    options = "--rate 200 --duration 3s --interval 500ms --warmup 0s --timeout 1s --workers 1 --max-lag 1s"
+    argv = _run_argv(command, triton.http_url, tiny_package, f"--protocol http {options}", out)
+    run, _, stderr = run_frozen_partway(triton, argv, after=150)
+    assert run.returncode == 4, stderr
+    (result,) = read_report(out)["results"]
+    assert result["valid"]
+    assert result["requests"] == 600  # every request of the grid is accounted for: answered or timed out
+    assert_stalled(result, stderr, level="rate 200/s", intervals=6, timeout_ms=1000)
 
 
 def test_a_server_killed_mid_run_gives_exit_6_and_a_partial_report(serve, tiny_package, tmp_path, command):

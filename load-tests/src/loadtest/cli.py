@@ -245,6 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="threshold: wrong answers / answers (default: 0)",
     )
     run.add_argument(
+        "--stall-share",
+        type=fraction,
+        default=0.1,
+        help="threshold: an interval whose throughput is under this share of the level's median is a stall "
+        "(default: 0.1; 0: off)",
+    )
+    run.add_argument(
         "--seed", type=non_negative_int, default=1, help="seed of the Poisson arrivals (0 or more)"
     )
     run.add_argument("--output", type=Path, required=True, help="folder for report.json, report.md, plots/")
@@ -353,6 +360,7 @@ def _dispatch(args: argparse.Namespace) -> ExitCode:
             slo_p99_ms=args.slo_p99_ms,
             max_error_rate=args.max_error_rate,
             max_mismatch_rate=args.max_mismatch_rate,
+            stall_share=args.stall_share,
             seed=args.seed,
         )
         code, report = run_load(

@@ -264,7 +264,12 @@ class HttpSender:
                 connection = None if candidate.closed else candidate
             reused = connection is not None
             if connection is None:
-                connection = await self._connect()
+                # A server that accepts no connection (frozen, its backlog full) must not hold a request past
+                # its deadline: the connect counts against the request's timeout.
+                try:
+                    connection = await asyncio.wait_for(self._connect(), max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    raise SendError("timeout", f"no connection within {timeout:.3g} s") from None
             waiter = loop.create_future()
             connection.waiter = waiter
             connection.received = False

@@ -3,12 +3,15 @@
 Order: for each level, every target in turn (so slow drift of the machine touches all targets alike), or,
 in SLO-search mode, one search per target. Each level: the workers get their shares and a common start
 time; the runner scrapes each server's /metrics when the warmup ends and again after the level, merges the
-workers' histograms and counters, and judges the level (valid, thresholds). The report is rewritten
+workers' histograms and counters into one figure per interval of the window (empty ones too), and judges
+the level (valid; thresholds, a throughput stall among them). The report is rewritten
 after every level, so a run that is stopped or loses a server still leaves a complete, partial report.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +35,10 @@ ABORT_AFTER_S = 2.0
 #: SLO search: stop bisecting when the bracket is this narrow (relative).
 SEARCH_PRECISION = 0.05
 MISMATCH = "mismatch"
+#: The stall rule judges an interval only when the level's median throughput promises at least this many
+#: answers in it: below that an empty interval is ordinary chance (Poisson arrivals averaging 5 per interval
+#: leave one interval in 150 empty; averaging 20, fewer than 2 answers happen once in 23 million intervals).
+STALL_MIN_ANSWERS = 20
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,7 @@ class RunConfig:
     slo_p99_ms: float | None
     max_error_rate: float
     max_mismatch_rate: float
+    stall_share: float
     seed: int
 
     def describe(self) -> dict[str, Any]:
@@ -294,7 +302,7 @@ class Run:
                 "cores": round(cpu / duration, 3),
                 "requests_per_cpu_second": round(answered / cpu, 1) if cpu > 0 else None,
             },
-            "intervals": _intervals(answers, config.interval),
+            "intervals": _intervals(answers, interval=config.interval, duration=duration),
             "histogram": stats.encode(latency),
             "aborted": next((a["aborted"] for a in answers if a["aborted"]), None),
         }
@@ -323,6 +331,9 @@ class Run:
         if result["mismatch_rate"] is not None and result["mismatch_rate"] > config.max_mismatch_rate:
             rate, bound = result["mismatch_rate"], config.max_mismatch_rate
             breaches.append(f"{MISMATCH} rate {rate:g} > --max-mismatch-rate {bound:g}")
+        result["stall"] = find_stall(result["intervals"], share=config.stall_share)
+        if result["stall"]["stalled"]:
+            breaches.append(_stall_breach(result["stall"], result["intervals"], config.stall_share))
         result["breaches"] = breaches
 
     # -- SLO search ----------------------------------------------------------------------------------------
@@ -418,29 +429,62 @@ def _progress_line(result: dict[str, Any]) -> str:
     )
 
 
-def _intervals(answers: list[dict[str, Any]], interval: float) -> list[dict[str, Any]]:
-    slots: dict[int, list[Any]] = {}
+def interval_count(duration: float, interval: float) -> int:
+    """How many intervals cover the measured window (the last one shorter when they do not divide it)."""
+    return max(1, math.ceil(duration / interval - 1e-9))
+
+
+def _intervals(answers: list[dict[str, Any]], *, interval: float, duration: float) -> list[dict[str, Any]]:
+    """One row per interval of the measured window, empty ones included (a server that answered nothing for
+    a second shows as a zero, not as a missing second)."""
+    count = interval_count(duration, interval)
+    slots: list[list[Any]] = [[0, 0, []] for _ in range(count)]
     for answer in answers:
         for slot, (answered, errors, encoded) in answer["intervals"].items():
-            entry = slots.setdefault(int(slot), [0, 0, []])
+            entry = slots[min(int(slot), count - 1)]  # a time a rounding step short of the window's end
             entry[0] += answered
             entry[1] += errors
             entry[2].append(encoded)
     rows = []
-    for slot in sorted(slots):
-        answered, errors, encoded = slots[slot]
-        histogram = stats.merged(encoded, stats.INTERVAL_DIGITS)
-        summary = stats.summary_ms(histogram)
+    for slot, (answered, errors, encoded) in enumerate(slots):
+        span = round(min(interval, duration - slot * interval), 9)
+        summary = stats.summary_ms(stats.merged(encoded, stats.INTERVAL_DIGITS))
         rows.append(
             {
                 "start_s": round(slot * interval, 3),
-                "throughput_rps": round(answered / interval, 3),
+                "duration_s": span,
+                "throughput_rps": round(answered / span, 3),
                 "errors": errors,
                 "p50_ms": summary["p50"],
                 "p99_ms": summary["p99"],
             }
         )
     return rows
+
+
+def find_stall(intervals: list[dict[str, Any]], *, share: float) -> dict[str, Any]:
+    """The stall rule (docs/loadtest.md): an interval whose throughput is below `share` times the median
+    throughput of the level's intervals that had any answer. An interval is judged only when that median
+    promises at least STALL_MIN_ANSWERS answers in it; `share` 0 judges none."""
+    answering = [row["throughput_rps"] for row in intervals if row["throughput_rps"] > 0]
+    median = statistics.median(answering) if answering else None
+    judged = [
+        row
+        for row in intervals
+        if share > 0 and median is not None and median * row["duration_s"] >= STALL_MIN_ANSWERS
+    ]
+    stalled = [row["start_s"] for row in judged if row["throughput_rps"] < share * median]
+    return {"median_rps": median, "judged_intervals": len(judged), "stalled": stalled}
+
+
+def _stall_breach(stall: dict[str, Any], intervals: list[dict[str, Any]], share: float) -> str:
+    rows = [row for row in intervals if row["start_s"] in stall["stalled"]]
+    seconds = sum(row["duration_s"] for row in rows)
+    return (
+        f"stall: throughput under --stall-share {share:g} x the median {stall['median_rps']:g} req/s in "
+        f"{len(rows)} of {len(intervals)} intervals ({seconds:g} s), the first at {rows[0]['start_s']:g} s "
+        f"with {rows[0]['throughput_rps']:g} req/s"
+    )
 
 
 def _client_info() -> dict[str, Any]:

@@ -10,7 +10,8 @@ Closed loop: each of `concurrency` users sends, awaits the answer, sends again; 
 send. Open loop: requests are due at intended times (fixed spacing or Poisson) whatever the answers do;
 latency is measured from the intended time (no coordinated omission), service time from the actual send.
 A request waits for a free slot when --max-in-flight requests are out; the time the client itself was late
-(the event loop woke late, not a slot missing) is the schedule lag that marks a run invalid.
+(the event loop woke late, not a slot missing) is the schedule lag that marks a run invalid. A request that
+times out counts in the latency figures too, at its time to the deadline (at least --timeout).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ EARLY_S = 0.001
 #: How often a closed-loop worker checks that its event loop is responsive.
 HEARTBEAT_S = 0.01
 MAX_EXAMPLES = 5
+TIMEOUT = "timeout"
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class Level:
         self.texts = texts
         self.t_measure = share.start_at + share.warmup
         self.t_end = self.t_measure + share.duration
-        # Per answered request of the window: latency, service time, and its intended time.
+        # Per answered or timed-out request of the window: latency and its intended time; per answer: service.
         self.latencies = array("d")
         self.services = array("d")
         self.intended = array("d")
@@ -98,6 +100,7 @@ class Level:
         self.answered_at = array("d")  # arrival of every good answer within the window (throughput)
         self.failed_at = array("d")  # intended time of every failed request of the window
         self.requests_measured = 0  # intended (open loop) or sent (closed loop) within the window
+        self.ok = 0  # good-shaped answers to the requests of the window
         self.sent_in_window = 0
         self.errors: dict[str, int] = {}
         self.error_examples: dict[str, str] = {}
@@ -119,7 +122,8 @@ class Level:
         """Record one finished request (intended == sent in closed loop).
 
         Latency, errors and mismatches belong to the request's intended time (is it in the measured
-        window, which interval); throughput to the time its answer arrived.
+        window, which interval); throughput to the time its answer arrived. A timeout counts in the latency
+        figures at its time to the deadline, never less than the timeout: the answer never came.
         """
         request = self.requests[index]
         if not isinstance(answer, SendError) and answer.shape != request.reference.shape:
@@ -132,12 +136,16 @@ class Level:
                 self.failed_at.append(intended)
                 self.errors[answer.kind] = self.errors.get(answer.kind, 0) + 1
                 self.error_examples.setdefault(answer.kind, answer.detail[:300])
+                if answer.kind == TIMEOUT:
+                    self.latencies.append(max(done - intended, self.share.timeout))
+                    self.intended.append(intended)
             return
         self.last_ok = done
         if self.t_measure <= done < self.t_end:
             self.answered_at.append(done)
         if intended < self.t_measure:
             return
+        self.ok += 1
         self.latencies.append(done - (intended if intended < sent else sent))
         self.services.append(done - sent)
         self.intended.append(intended)
@@ -196,7 +204,7 @@ class Level:
             "requests": self.requests_measured,
             "sent_in_window": self.sent_in_window,
             "answered_in_window": len(self.answered_at),
-            "ok": len(self.latencies),
+            "ok": self.ok,
             "errors": self.errors,
             "error_examples": self.error_examples,
             "mismatches": self.mismatches,
@@ -321,7 +329,7 @@ async def _open_loop(share: Share, sender: Sender, level: Level) -> None:
         if budget <= 0:
             level.outcome(
                 index,
-                SendError("timeout", "still waiting for a free slot at its deadline"),
+                SendError(TIMEOUT, "still waiting for a free slot at its deadline"),
                 intended,
                 now,
                 now,
