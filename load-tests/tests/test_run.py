@@ -20,6 +20,7 @@ import pytest
 from devstack.paths import REPO_ROOT, tool
 from loadtest.prepare import load_prepared
 from loadtest.stats import PERCENTILES
+from loadtest.worker import STALL_HOOK
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: Options that keep a level short; --max-lag is generous because other work shares this machine's two cores.
@@ -300,25 +301,33 @@ def test_coordinated_omission_open_loop_above_capacity(
 
 
 def test_a_client_that_falls_behind_makes_the_run_invalid(emotion_triton, tiny_package, tmp_path, command):
-    """The tester pinned to one core that a busy loop also wants: its event loop wakes late, the requests go
-    out behind schedule, and the run says so instead of reporting the lateness as server latency."""
-    pin = {"preexec_fn": lambda: os.sched_setaffinity(0, {0})}
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"], **pin)
-    try:
-        out = tmp_path / "report"
-        options = "--rate 300 --duration 1.5s --warmup 0.5s --workers 1 --max-lag 3ms"
-        argv = _run_argv(command, emotion_triton.grpc_url, tiny_package, options, out)
-        run = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, **pin)
-    finally:
-        hog.kill()
-        hog.wait()
+    """The test hook LOADTEST_TEST_STALL=300:50 blocks the worker's event loop for 300 ms before every 50th
+    request. At 100/s on a fixed grid the window (requests 51 to 200) holds three such stalls whole: each
+    leaves the next requests due unsent, the first of them 299 ms late or more, on any machine. The run says
+    so instead of reporting the client's lateness as server latency."""
+    out = tmp_path / "report"
+    options = "--rate 100 --duration 1.5s --warmup 0.5s --workers 1 --max-lag 50ms"
+    argv = _run_argv(command, emotion_triton.grpc_url, tiny_package, options, out)
+    env = {**os.environ, STALL_HOOK: "300:50"}
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, env=env)
     assert run.returncode == 5, run.stderr
-    (result,) = read_report(out)["results"]
+    report = read_report(out)
+    (result,) = report["results"]
+    assert result["requests"] == 150
     assert not result["valid"]
-    assert result["lag_ms"]["p99"] > 3
-    assert result["invalid_reason"].startswith(
-        f"the client fell behind: p99 schedule lag {result['lag_ms']['p99']:g} ms"
+    assert result["test_stalls"] == 4  # before requests 50, 100, 150 and 200
+    # The second-largest of 150 lags (p99) is one of the requests due first in a stall: 299 ms or more.
+    p99 = result["lag_ms"]["p99"]
+    assert p99 >= 298  # 299 ms by construction, less the microsecond rounding of the recorded lags
+    reason = (
+        f"the client fell behind: p99 schedule lag {p99:g} ms > --max-lag 50 ms (use more --workers, a lower "
+        "rate, or a less busy client machine)"
     )
+    assert result["invalid_reason"] == reason
+    assert report["problems"] == [
+        f"triton rate 100/s: {reason}",
+        f"test hook {STALL_HOOK} is set: the workers stalled their event loop 4 times on purpose",
+    ]
 
 
 def triton_pid(server) -> int:

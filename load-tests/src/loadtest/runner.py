@@ -26,7 +26,7 @@ from loadtest.pool import WorkerPool
 from loadtest.prepare import Prepared
 from loadtest.servermetrics import scrape, server_side
 from loadtest.targets import Target, check_ready, is_live
-from loadtest.worker import Setup, Share, split
+from loadtest.worker import STALL_HOOK, Setup, Share, split
 
 #: Workers get their command this long before the level starts.
 START_DELAY_S = 0.3
@@ -164,6 +164,12 @@ class Run:
                 self.report["problems"].append(
                     f"{name}: no rate met the SLO (lowest probed {search['lowest']} req/s)"
                 )
+        stalled = sum(r["test_stalls"] for r in self.results)
+        if stalled:
+            self.report["problems"].append(
+                f"test hook {STALL_HOOK} is set: the workers stalled their event loop {stalled} times "
+                "on purpose"
+            )
         self.report["status"] = "partial" if partial else _STATUS[code]
         self.report["exit_code"] = int(code)
         self.report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -305,6 +311,7 @@ class Run:
             "intervals": _intervals(answers, interval=config.interval, duration=duration),
             "histogram": stats.encode(latency),
             "aborted": next((a["aborted"] for a in answers if a["aborted"]), None),
+            "test_stalls": sum(a["test_stalls"] for a in answers),
         }
 
     def _judge(self, result: dict[str, Any]) -> None:

@@ -12,12 +12,17 @@ latency is measured from the intended time (no coordinated omission), service ti
 A request waits for a free slot when --max-in-flight requests are out; the time the client itself was late
 (the event loop woke late, not a slot missing) is the schedule lag that marks a run invalid. A request that
 times out counts in the latency figures too, at its time to the deadline (at least --timeout).
+
+Test hook: LOADTEST_TEST_STALL (docs/loadtest.md) makes a worker block its own event loop on purpose, so that
+the tests can make the client fall behind on any machine. Only the workers read it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import re
 import signal
 import time
 from array import array
@@ -40,6 +45,20 @@ EARLY_S = 0.001
 HEARTBEAT_S = 0.01
 MAX_EXAMPLES = 5
 TIMEOUT = "timeout"
+#: The test hook: `MS:EVERY` blocks the worker's event loop for MS milliseconds before every EVERY-th request
+#: of a level (warmup included). Unset in any real run; a run where it is set says so in its problems.
+STALL_HOOK = "LOADTEST_TEST_STALL"
+
+
+def stall_hook() -> tuple[float, int] | None:
+    """The test hook's (seconds, every) from the environment, or None when it is unset."""
+    value = os.environ.get(STALL_HOOK)
+    if value is None:
+        return None
+    match = re.fullmatch(r"([1-9]\d*):([1-9]\d*)", value)
+    if not match:
+        raise ValueError(f"{STALL_HOOK}={value!r}: expected MS:EVERY, two whole numbers above 0")
+    return int(match[1]) / 1000.0, int(match[2])
 
 
 @dataclass(frozen=True)
@@ -113,6 +132,9 @@ class Level:
         self.last_ok = share.start_at
         self.cpu_start: float | None = None
         self.cpu_end: float | None = None
+        self.stall = stall_hook()
+        self.stall_countdown = self.stall[1] if self.stall else 0
+        self.stalls = 0
         # Exact answers are the common case (same runtime as the reference): one bytes comparison.
         self._exact = [r.reference.tobytes() for r in requests]
 
@@ -174,6 +196,14 @@ class Level:
                 }
             )
 
+    def stall_now(self) -> None:
+        """The test hook (STALL_HOOK): before every EVERY-th request, block the event loop for MS ms."""
+        self.stall_countdown -= 1
+        if self.stall_countdown == 0:
+            seconds, self.stall_countdown = self.stall
+            time.sleep(seconds)
+            self.stalls += 1
+
     def _failed(self, error: SendError, now: float) -> None:
         if error.kind == "unavailable" and now - self.last_ok > self.share.abort_after and not self.stop:
             self.stop = True
@@ -213,6 +243,7 @@ class Level:
             "max_drift": self.max_drift,
             "cpu_seconds": cpu,
             "aborted": self.aborted,
+            "test_stalls": self.stalls,
         }
 
     def _slots(self, times: array) -> np.ndarray:
@@ -244,6 +275,8 @@ async def _user(share: Share, sender: Sender, level: Level, user: int) -> None:
     n = len(level.requests)
     index = (share.index * 7919 + user * 104729) % n
     while not level.stop:
+        if level.stall:
+            level.stall_now()
         sent = loop.time()
         if sent >= level.t_end:
             return
@@ -313,6 +346,8 @@ async def _open_loop(share: Share, sender: Sender, level: Level) -> None:
         wait = intended - EARLY_S - loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
+        if level.stall:
+            level.stall_now()
         ready = intended
         while in_flight >= share.max_in_flight and not level.stop:
             slot_free.clear()
