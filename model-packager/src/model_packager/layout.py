@@ -15,8 +15,9 @@
     manifests/<name>/READY                             the newest complete version; written last
 
 The same N appears in both servers' trees. Version folders are written once and never overwritten.
-Within a version folder the entry file (the one a server looks for) is uploaded last, so a killed
-publish leaves a folder that no server treats as a model version: OVMS needs the .xml and .bin pair,
+Within a version folder the entry file (the one a server looks for) is uploaded last, and OVMS's
+entry files last of all (upload_order), so a killed publish leaves a folder that no server treats
+as a model version: OVMS needs the .xml and .bin pair,
 and each Triton config.pbtxt names the one version it serves (`version_policy: specific`), which is
 rewritten only after every file of that version is uploaded and verified. config.pbtxt, labels.txt
 and READY are pointers that each publish rewrites; nothing under a version number ever changes.
@@ -98,5 +99,13 @@ def version_of(key: str) -> int | None:
 
 
 def upload_order(keys: list[str]) -> list[str]:
-    """Version-folder files with each folder's entry file last (model.xml after model.bin...)."""
-    return sorted(keys, key=lambda key: (key.rsplit("/", 1)[-1] in ENTRY_FILES, key))
+    """Version-folder files with each folder's entry file last (model.xml after model.bin...), and
+    OVMS's entry files after everything else: OVMS serves any complete version folder (there is no
+    pointer for it to wait on), so they go once Triton's files (a 117 MB model.onnx) are all in,
+    leaving only the pointers and READY between OVMS seeing a version and the rest naming it."""
+
+    def rank(key: str) -> tuple[bool, bool, str]:
+        entry = key.rsplit("/", 1)[-1] in ENTRY_FILES
+        return entry, entry and key.startswith(f"{Server.OVMS.value}/"), key
+
+    return sorted(keys, key=rank)

@@ -14,6 +14,9 @@ The protocol (see layout.py for why each step makes a half-published version inv
    already names a newer version.
 5. Write manifests/<name>/<N>.json (conditional create), then move READY forward to N with a
    conditional write (If-Match on the READY that was read).
+6. Settle the pointers on the version READY names (from its manifest), and again while READY moved
+   in the meantime: a slower publisher of an older version that wrote its pointers over a newer
+   one's puts them back, so racing publishers end with every pointer on READY's version.
 """
 
 from __future__ import annotations
@@ -158,24 +161,23 @@ def _advance(
     result: PublishResult,
     manifest_bytes: bytes | None = None,
 ) -> None:
-    """Steps 4 and 5: pointers, manifest, READY; each safe to repeat."""
+    """Steps 4 and 5: pointers, manifest, READY, then the pointers settled on READY; safe to repeat."""
     with reporter.step("pointers", version=version):
         ready = bucket.read_json(layout.ready)
         if ready is None or int(ready["version"]) <= version:
-            for key, content in pointer_files(manifest=manifest, version=version).items():
-                obj = _Object(key=key, sha256=_sha(content), size=len(content), data=content)
-                current = bucket.stat(key)
-                if current is None or current["sha256"] != obj.sha256:
-                    bucket.put(key, content)
-                    _verify(bucket, obj)
-                    result.uploaded_objects += 1
-                    result.uploaded_bytes += obj.size
+            _write_pointers(bucket, manifest, version, result)
     if manifest_bytes is not None and not bucket.put(
         layout.manifest(version), manifest_bytes, create_only=True
     ):
         existing = bucket.read_json(layout.manifest(version)) or {}
         if existing.get("fingerprint") != manifest["fingerprint"]:
             raise Conflict(f"{layout.manifest(version)} already exists for another build")
+    _move_ready(bucket, layout, version, reporter)
+    _settle_pointers(bucket, layout, result)
+
+
+def _move_ready(bucket: Bucket, layout: Layout, version: int, reporter: Reporter) -> None:
+    """READY forward to `version` with a conditional write; never backward."""
     manifest_bytes = bucket.read(layout.manifest(version)) or b""
     for _ in range(10):
         current = bucket.stat(layout.ready)
@@ -191,6 +193,40 @@ def _advance(
             reporter.info("ready", version=version, key=layout.ready)
             return
     raise Conflict(f"{layout.ready} kept changing while this publish tried to move it to version {version}")
+
+
+def _settle_pointers(bucket: Bucket, layout: Layout, result: PublishResult) -> None:
+    """Make every pointer name the version READY names, until READY holds still while they are written.
+
+    A publisher that checked READY before a newer one finished may have written its older pointers
+    over the newer ones; whoever finishes last puts them back on READY's version, so publishers that
+    race (two Jobs overlapping in an upgrade) end on one version, and a rerun repairs a killed one.
+    """
+    for _ in range(10):
+        before = bucket.stat(layout.ready)
+        ready = bucket.read_json(layout.ready) if before else None
+        if ready is None:
+            return
+        served = int(ready["version"])
+        manifest = bucket.read_json(layout.manifest(served))
+        if manifest is None:
+            raise Conflict(f"{layout.ready} names version {served}, whose manifest is missing")
+        _write_pointers(bucket, manifest, served, result)
+        after = bucket.stat(layout.ready)
+        if after is not None and before is not None and after["etag"] == before["etag"]:
+            return
+    raise Conflict(f"{layout.ready} kept changing while this publish settled the pointers on it")
+
+
+def _write_pointers(bucket: Bucket, manifest: dict[str, Any], version: int, result: PublishResult) -> None:
+    for key, content in pointer_files(manifest=manifest, version=version).items():
+        obj = _Object(key=key, sha256=_sha(content), size=len(content), data=content)
+        current = bucket.stat(key)
+        if current is None or current["sha256"] != obj.sha256:
+            bucket.put(key, content)
+            _verify(bucket, obj)
+            result.uploaded_objects += 1
+            result.uploaded_bytes += obj.size
 
 
 def _plan(tree: LocalTree, version: int) -> list[_Object]:
