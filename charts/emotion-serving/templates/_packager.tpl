@@ -24,8 +24,9 @@ refused, conflict (model-packager errors.py PERMANENT; `make chart-contract` com
 - --bucket={{ $g.s3.bucket }}
 - --max-length={{ $p.maxLength }}
 - --precision={{ $p.precision }}
-{{- /* The parity gate compiles the IR as OVMS will run it (its INFERENCE_PRECISION_HINT; empty: the CPU's own). */}}
-- --inference-precision={{ .Values.ovms.config.inferencePrecisionHint | default "default" }}
+{{- /* The parity gate compiles the IR as OVMS will run it (its INFERENCE_PRECISION_HINT; empty: the CPU's own).
+Without OVMS its values are absent: f32, the precision every other runtime here executes. */}}
+- --inference-precision={{ dig "config" "inferencePrecisionHint" "f32" (.Values.ovms | default dict) | default "default" }}
 - --activation={{ $p.activation }}
 - --triton-device={{ $p.tritonDevice }}
 - --tensorrt={{ $p.tensorrt }}
