@@ -2,14 +2,17 @@
 
 The protocol (see layout.py for why each step makes a half-published version invisible):
 
-1. If a complete manifest with this build's fingerprint exists, the work is done: only finish the
-   pointers and READY if an earlier run was killed before them. Nothing is uploaded.
+1. If a complete manifest with this build's fingerprint exists and every object of that version
+   reads back as the manifest says, the work is done: only finish the pointers and READY if an
+   earlier run was killed before them. Nothing is uploaded. A version damaged at rest is left alone
+   and the build is published again as a new version.
 2. Otherwise take a version number: resume the one an earlier run of the same build claimed, or
    claim the next free one with a conditional create of manifests/<name>/<N>.claim
    (If-None-Match: *), so two publishers never share a number.
 3. Upload every file of the version folders (entry files last), each verified by reading it
-   back and comparing its sha256. An existing object with the same sha256 is skipped; one with
-   different content is a Conflict: a version is never overwritten.
+   back and comparing its sha256. An existing object whose size, sha256 metadata and content match
+   is skipped (content read back: metadata alone does not see bytes changed at rest); one whose
+   metadata differs is a Conflict: a version is never overwritten.
 4. Rewrite the pointers (Triton's config.pbtxt files and labels.txt) for version N, unless READY
    already names a newer version.
 5. Write manifests/<name>/<N>.json (conditional create), then move READY forward to N with a
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from model_packager.audit import check_version
 from model_packager.build import pointer_files
 from model_packager.errors import Conflict, Unavailable
 from model_packager.layout import Layout, Server, upload_order, version_of
@@ -97,11 +101,21 @@ def reserve(bucket: Bucket, layout: Layout, fingerprint: str) -> int:
 def already_published(
     *, bucket: Bucket, layout: Layout, fingerprint: str, reporter: Reporter
 ) -> PublishResult | None:
-    """Step 1: the version this build was published as, its pointers and READY finished; else None."""
+    """Step 1: the version this build was published as, its pointers and READY finished; else None.
+
+    The version is read back whole first: one whose objects changed at rest is not this build any
+    more, and the build is published again as a new version (the damaged one is left as it is).
+    """
     with reporter.step("check-bucket", bucket=bucket.name):
         bucket.ensure()
         done = find_published(bucket, layout, fingerprint)
     if done is None:
+        return None
+    with reporter.step("audit", version=done, depth="content") as step:
+        audit = check_version(bucket, layout, done, depth="content")
+        step["intact"] = audit.intact
+    if not audit.intact:
+        reporter.info(f"published {audit.summary()}; publishing this build again as a new version")
         return None
     result = PublishResult(version=done, already_published=True)
     manifest = bucket.read_json(layout.manifest(done)) or {}
@@ -248,13 +262,15 @@ def _plan(tree: LocalTree, version: int) -> list[_Object]:
 def _upload(bucket: Bucket, obj: _Object, result: PublishResult) -> None:
     current = bucket.stat(obj.key)
     if current is not None:
-        if current["size"] == obj.size and current["sha256"] == obj.sha256:
+        if current["size"] != obj.size or current["sha256"] != obj.sha256:
+            raise Conflict(
+                f"{obj.key} already exists in bucket {bucket.name} with other content; "
+                "versions are never overwritten"
+            )
+        if bucket.digest(obj.key) == obj.sha256:  # what a killed run left, read back before it counts
             result.skipped_objects += 1
             return
-        raise Conflict(
-            f"{obj.key} already exists in bucket {bucket.name} with other content; "
-            "versions are never overwritten"
-        )
+        # Our own unpublished version (its claim is this build's), changed at rest: upload it again.
     assert obj.path is not None
     bucket.upload(obj.key, obj.path, obj.sha256)
     _verify(bucket, obj)

@@ -1,0 +1,78 @@
+"""Is what the bucket holds what its manifests say? Checked from the bucket alone.
+
+Two depths: `metadata` compares each object's size and the sha256 recorded when it was uploaded
+(one HEAD per object: cheap enough for every `wait`); `content` reads every object back and hashes
+it, which also finds bytes changed at rest behind the metadata's back (a disk, a restore, a hand).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from model_packager.layout import Layout, version_of
+from model_packager.s3 import Bucket
+
+DEPTHS = ("metadata", "content")
+
+
+@dataclass(frozen=True)
+class Audit:
+    """The outcome for one version: its number and what is wrong with it (nothing when intact)."""
+
+    version: int
+    problems: tuple[str, ...]
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+        return f"version {self.version}: {self.problems[0]}{more}" if self.problems else "intact"
+
+
+def check_version(
+    bucket: Bucket, layout: Layout, version: int, *, depth: str = "metadata", pointers: bool = False
+) -> Audit:
+    """Every object the manifest of `version` lists, as it lists it. Pointers (config.pbtxt,
+    labels.txt) hold the served version's content, so they count only with `pointers`."""
+    manifest = bucket.read_json(layout.manifest(version))
+    if manifest is None:
+        return Audit(version, (f"{layout.manifest(version)} is missing",))
+    problems = []
+    for key, entry in sorted(manifest.get("objects", {}).items()):
+        if version_of(key) is None and not pointers:
+            continue
+        problem = _check_object(bucket, key, entry, depth)
+        if problem:
+            problems.append(f"{key}: {problem}")
+    return Audit(version, tuple(problems))
+
+
+def check_ready(bucket: Bucket, layout: Layout, *, depth: str = "metadata") -> Audit | None:
+    """The version READY names, with its manifest's checksum and the pointers; None without READY."""
+    ready = bucket.read_json(layout.ready)
+    if ready is None:
+        return None
+    version = int(ready["version"])
+    manifest_bytes = bucket.read(layout.manifest(version))
+    if manifest_bytes is None:
+        return Audit(version, (f"READY names it but {layout.manifest(version)} is missing",))
+    if hashlib.sha256(manifest_bytes).hexdigest() != ready.get("sha256"):
+        return Audit(version, (f"{layout.manifest(version)} differs from the checksum in READY",))
+    return check_version(bucket, layout, version, depth=depth, pointers=True)
+
+
+def _check_object(bucket: Bucket, key: str, entry: dict[str, Any], depth: str) -> str | None:
+    found = bucket.stat(key)
+    if found is None:
+        return "missing"
+    if found["size"] != entry["size"]:
+        return f"{found['size']} bytes, the manifest says {entry['size']}"
+    if found["sha256"] != entry["sha256"]:
+        return "its sha256 metadata differs from the manifest"
+    if depth == "content" and bucket.digest(key) != entry["sha256"]:
+        return "its content differs from the manifest (changed at rest)"
+    return None

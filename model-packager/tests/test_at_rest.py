@@ -1,0 +1,105 @@
+"""Objects changed at rest on the S3 server's disk (issue #13, item 5): the bucket is checked, not trusted.
+
+The S3 gateway keeps each object as a file under its data folder, with the size and our sha256
+metadata beside it; flipping bytes in that file changes what a server would download while every
+listing and HEAD still looks right. Only reading the content back finds it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devstack.s3 import S3Server
+from model_packager.audit import check_ready, check_version
+from model_packager.layout import Layout
+from model_packager.manifest import LocalTree
+from model_packager.progress import Reporter
+from model_packager.publish import publish
+from model_packager.s3 import Bucket, Endpoint
+
+LAYOUT = Layout("emotion")
+DAMAGED = "triton/emotion/1/model.onnx"
+
+
+@pytest.fixture
+def bucket(s3_server: S3Server, bucket_name: str, monkeypatch: pytest.MonkeyPatch) -> Bucket:
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return Bucket(Endpoint(url=s3_server.endpoint, bucket=bucket_name, budget=30))
+
+
+def flip_a_byte(s3: S3Server, bucket: str, key: str, offset: int = 4096) -> None:
+    path: Path = s3.root / "data" / bucket / key
+    with path.open("r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_an_intact_version_passes_both_depths(tree: LocalTree, bucket: Bucket) -> None:
+    publish(tree=tree, bucket=bucket, reporter=Reporter())
+    for depth in ("metadata", "content"):
+        audit = check_ready(bucket, LAYOUT, depth=depth)
+        assert audit is not None
+        assert (audit.version, audit.problems) == (1, ())
+
+
+def test_bytes_changed_at_rest_are_found_by_content_only(
+    tree: LocalTree, bucket: Bucket, s3_server: S3Server, bucket_name: str
+) -> None:
+    publish(tree=tree, bucket=bucket, reporter=Reporter())
+    flip_a_byte(s3_server, bucket_name, DAMAGED)
+    assert check_version(bucket, LAYOUT, 1, depth="metadata").intact  # the metadata cannot see it
+    audit = check_version(bucket, LAYOUT, 1, depth="content")
+    assert audit.problems == (f"{DAMAGED}: its content differs from the manifest (changed at rest)",)
+    assert audit.summary() == f"version 1: {DAMAGED}: its content differs from the manifest (changed at rest)"
+
+
+def test_a_missing_object_and_a_changed_manifest_are_found_from_metadata(
+    tree: LocalTree, bucket: Bucket, s3_server: S3Server, bucket_name: str
+) -> None:
+    publish(tree=tree, bucket=bucket, reporter=Reporter())
+    (s3_server.root / "data" / bucket_name / "ovms/emotion/1/model.bin").unlink()
+    assert check_version(bucket, LAYOUT, 1).problems == ("ovms/emotion/1/model.bin: missing",)
+    flip_a_byte(s3_server, bucket_name, LAYOUT.manifest(1), offset=10)
+    audit = check_ready(bucket, LAYOUT)
+    assert audit is not None
+    assert audit.problems == ("manifests/emotion/1.json differs from the checksum in READY",)
+
+
+def test_a_rerun_over_a_damaged_version_publishes_the_build_again(
+    tree: LocalTree, bucket: Bucket, s3_server: S3Server, bucket_name: str
+) -> None:
+    """The damaged version is never overwritten; the same build becomes version 2, READY and every
+    pointer move to it, and both servers' trees serve it."""
+    publish(tree=tree, bucket=bucket, reporter=Reporter())
+    flip_a_byte(s3_server, bucket_name, DAMAGED)
+    again = publish(tree=tree, bucket=bucket, reporter=Reporter())
+    assert (again.version, again.already_published) == (2, False)
+    audit = check_ready(bucket, LAYOUT, depth="content")
+    assert audit is not None
+    assert (audit.version, audit.problems) == (2, ())
+    assert not check_version(bucket, LAYOUT, 1, depth="content").intact  # left as it was found
+    third = publish(tree=tree, bucket=bucket, reporter=Reporter())
+    assert (third.version, third.already_published, third.uploaded_bytes) == (2, True, 0)
+
+
+def test_a_resumed_publish_uploads_again_what_changed_at_rest(
+    tree: LocalTree, bucket: Bucket, s3_server: S3Server, bucket_name: str
+) -> None:
+    """A killed publish left version 1 unfinished (its claim, its files, no manifest); one of its
+    files changed at rest before the rerun. The rerun reads what it would skip and uploads that again."""
+    publish(tree=tree, bucket=bucket, reporter=Reporter())
+    for key in (LAYOUT.ready, LAYOUT.manifest(1)):  # as if the run had been killed before them
+        (s3_server.root / "data" / bucket_name / key).unlink()
+    flip_a_byte(s3_server, bucket_name, DAMAGED)
+    resumed = publish(tree=tree, bucket=bucket, reporter=Reporter())
+    assert resumed.version == 1
+    assert resumed.uploaded_objects >= 1
+    assert resumed.skipped_objects == len([k for k in tree.manifest["objects"] if "/1/" in k]) - 1
+    audit = check_ready(bucket, LAYOUT, depth="content")
+    assert audit is not None
+    assert (audit.version, audit.problems) == (1, ())
