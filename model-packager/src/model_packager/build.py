@@ -85,6 +85,21 @@ class BuildOptions:
         if not 1 <= self.max_batch_size <= 1024:
             raise BadInput(f"max batch size must be between 1 and 1024, not {self.max_batch_size}")
 
+    def check_fits(self, source: Source) -> None:
+        """What these options ask of this checkpoint, refused before any work when it cannot give it."""
+        limit = source.max_tokens
+        if limit is not None and self.max_length > limit:
+            positions = source.config["max_position_embeddings"]
+            of = (
+                f"the {positions} positions"
+                if limit == positions
+                else f"the {limit} tokens ({positions} positions)"
+            )
+            raise BadInput(
+                f"max length {self.max_length} is more than {of} of {source.id} "
+                "(max_position_embeddings in config.json)"
+            )
+
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -138,6 +153,7 @@ def build(
 ) -> LocalTree:
     """Convert, prove, and write the tree for `version` to `output` (which must not exist yet)."""
     options.validate()
+    options.check_fits(source)
     if version < 1:
         raise BadInput(f"version must be a positive integer, not {version}")
     if output.exists() and any(output.iterdir()):
@@ -170,6 +186,7 @@ def _build_into(
     layout = Layout(options.name)
     with reporter.step("load", model=source.id):
         loaded = export.load(source)
+    _note_a_small_vocabulary(loaded, reporter)
     activation = export.resolve_activation(source.config, options.activation)
     text = _text_models(loaded, options.text, reporter)
 
@@ -262,6 +279,19 @@ def _build_into(
     (tree / layout.manifest(version)).parent.mkdir(parents=True, exist_ok=True)
     (tree / layout.manifest(version)).write_bytes(manifest_bytes)
     (tree / layout.ready).write_bytes(ready_document(layout, version, manifest_bytes))
+
+
+def _note_a_small_vocabulary(loaded: export.Loaded, reporter: Reporter) -> None:
+    """Embeddings padded past the vocabulary are common (to a multiple of 64, say), so a smaller
+    tokenizer is not wrong by itself; one that covers less than half of them may be another model's."""
+    tokens, embeddings = len(loaded.tokenizer), loaded.model.config.vocab_size
+    if tokens * 2 < embeddings:
+        reporter.info(
+            f"the tokenizer has {tokens} tokens for the model's {embeddings} embeddings: "
+            "check that it is this model's own tokenizer",
+            tokens=tokens,
+            embeddings=embeddings,
+        )
 
 
 def _text_models(loaded: export.Loaded, mode: str, reporter: Reporter) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from model_packager.errors import BadInput
-from model_packager.source import Source
+from model_packager.source import Source, check_token_ids
 from model_packager.triton_repo import TOKEN_INPUTS
 
 ACTIVATIONS = ("sigmoid", "softmax")
@@ -41,17 +41,28 @@ class Loaded:
 
 
 def load(source: Source) -> Loaded:
+    """The model and its tokenizer; source.resolve has checked the files, this catches the rest
+    (pytorch_model.bin weights, SentencePiece vocabularies) as bad input too."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     try:
         model = AutoModelForSequenceClassification.from_pretrained(source.path).eval()
         tokenizer = AutoTokenizer.from_pretrained(source.path)
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, SafetensorError) as err:
         raise BadInput(f"cannot load {source.id}: {str(err).splitlines()[0]}") from err
+    except RuntimeError as err:
+        if "ignore_mismatched_sizes" not in str(err):
+            raise
+        raise BadInput(
+            f"cannot load {source.id}: its weights do not have the shapes config.json gives "
+            "(the load report above names them)"
+        ) from err
     accepted = inspect.signature(model.forward).parameters
     inputs = tuple(name for name in TOKEN_INPUTS if name in accepted)
     if "input_ids" not in inputs:
         raise BadInput(f"{source.id} does not take input_ids: not a text classifier")
+    check_token_ids(source.id, max(tokenizer.get_vocab().values(), default=None), model.config.vocab_size)
     return Loaded(model=model, tokenizer=tokenizer, inputs=inputs)
 
 
