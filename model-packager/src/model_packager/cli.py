@@ -98,6 +98,7 @@ def _run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     options, sentences = _build_inputs(args)
     bucket = _bucket(args)
     source = _resolve(args, reporter)
+    options.check_fits(source)  # before the bucket is touched: bad input claims no version
     layout = Layout(options.name)
     build_id = fingerprint(source=source.describe(), options=options.as_dict(), libraries=library_versions())
     done = already_published(bucket=bucket, layout=layout, fingerprint=build_id, reporter=reporter)
@@ -120,8 +121,9 @@ def _run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
 
 
 def _wait(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
-    from model_packager.wait import wait_for
+    from model_packager.wait import check_timing, wait_for
 
+    check_timing(timeout=args.timeout, poll=args.poll)
     version = wait_for(
         bucket=_bucket(args, budget=5.0),
         name=args.name,

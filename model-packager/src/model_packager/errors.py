@@ -13,7 +13,7 @@ class ExitCode(IntEnum):
     OK = 0
     BUG = 1  # an unexpected error: a traceback follows
     USAGE = 2  # argparse: unknown flag, missing argument
-    BAD_INPUT = 3  # unknown model, not a sequence classifier, contradictory options, bad local folder
+    BAD_INPUT = 3  # unknown model, not a classifier, a broken checkpoint, bad options, endpoint or region
     PARITY = 4  # the conversions disagree beyond the gate: nothing was published
     CREDENTIALS = 5  # the S3 server refused the keys, or the bucket name is invalid
     UNAVAILABLE = 6  # the S3 server or the hub could not be reached within the retry budget

@@ -1,10 +1,15 @@
-"""`wait`: block until a version is published (what the servers' initContainers run)."""
+"""`wait`: block until a version is published (what the servers' initContainers run).
+
+It ends within `timeout` plus s3.MIN_REQUEST_WAIT (one second): every look at the bucket runs under
+Bucket.until(deadline), so a server that accepts connections and never answers cannot hold it longer.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 
-from model_packager.errors import Unavailable, WaitTimeout
+from model_packager.errors import BadInput, Unavailable, WaitTimeout
 from model_packager.layout import Layout
 from model_packager.progress import Reporter
 from model_packager.s3 import Bucket
@@ -24,25 +29,36 @@ def wait_for(
     An unreachable server or a missing bucket count as "not yet": the packager Job may still be
     starting them. Refused credentials do not: they fail at once.
     """
+    check_timing(timeout=timeout, poll=poll)
     layout = Layout(name)
     deadline = time.monotonic() + timeout
     last_state = None
     while True:
-        state, ready = _state(bucket, layout)
-        if ready is not None and (version is None or ready >= version):
-            if version is None or _complete(bucket, layout, version):
-                reporter.info("published", name=name, version=ready)
-                return ready
-            state = f"READY names {ready} but manifest {version} is missing"
+        with bucket.until(deadline):
+            state, ready = _state(bucket, layout)
+            if ready is not None and (version is None or ready >= version):
+                if version is None or _complete(bucket, layout, version):
+                    reporter.info("published", name=name, version=ready)
+                    return ready
+                state = f"READY names {ready} but manifest {version} is missing"
         if state != last_state:
             reporter.info("waiting", name=name, wanted=version or "any", state=state)
             last_state = state
-        if time.monotonic() + poll > deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             wanted = f"version {version} of {name}" if version else f"a version of {name}"
             raise WaitTimeout(
                 f"{wanted} was not published in bucket {bucket.name} within {timeout:.0f} s ({state})"
             )
-        time.sleep(poll)
+        time.sleep(min(poll, left))  # the last look is at the deadline, not a poll before it
+
+
+def check_timing(*, timeout: float, poll: float) -> None:
+    """`wait`'s own options (its endpoint and bucket are the Bucket's to check)."""
+    if not math.isfinite(timeout) or timeout < 0:
+        raise BadInput(f"timeout must be a number of seconds, 0 or more, not {timeout:g}")
+    if not math.isfinite(poll) or poll <= 0:
+        raise BadInput(f"poll interval must be a positive number of seconds, not {poll:g}")
 
 
 def _state(bucket: Bucket, layout: Layout) -> tuple[str, int | None]:
