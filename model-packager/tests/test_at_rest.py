@@ -7,6 +7,7 @@ listing and HEAD still looks right. Only reading the content back finds it.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from devstack.s3 import S3Server
 from model_packager.audit import check_ready, check_version
 from model_packager.layout import Layout
-from model_packager.manifest import LocalTree
+from model_packager.manifest import LocalTree, dump
 from model_packager.progress import Reporter
 from model_packager.publish import publish
 from model_packager.s3 import Bucket, Endpoint
@@ -103,3 +104,97 @@ def test_a_resumed_publish_uploads_again_what_changed_at_rest(
     audit = check_ready(bucket, LAYOUT, depth="content")
     assert audit is not None
     assert (audit.version, audit.problems) == (1, ())
+
+
+def test_verify_checks_the_published_version_in_the_bucket(
+    packager, tree: LocalTree, bucket: Bucket, s3_server: S3Server, bucket_name: str, s3_env
+) -> None:
+    publish(tree=tree, bucket=bucket, reporter=Reporter())
+    where = ["--endpoint", s3_server.endpoint]
+    intact = packager("verify", f"s3://{bucket_name}", *where, env=s3_env)
+    assert intact.code == 0, intact.stderr
+    assert intact.json == {
+        "bucket": bucket_name,
+        "name": "emotion",
+        "version": 1,
+        "intact": True,
+        "depth": "content",
+    }
+    flip_a_byte(s3_server, bucket_name, DAMAGED)
+    assert packager("verify", f"s3://{bucket_name}", *where, "--depth", "metadata", env=s3_env).code == 0
+    damaged = packager("verify", f"s3://{bucket_name}", *where, env=s3_env)
+    assert damaged.code == 3
+    assert damaged.error == (
+        f"model-packager: s3://{bucket_name} does not match its manifest: "
+        f"version 1: {DAMAGED}: its content differs from the manifest (changed at rest)"
+    )
+    assert packager("verify", f"s3://{bucket_name}", env=s3_env).error == (
+        f"model-packager: verify s3://{bucket_name} needs --endpoint, the S3 server that holds the bucket"
+    )
+
+
+def test_wait_does_not_report_a_damaged_version_ready(
+    packager, tree: LocalTree, bucket: Bucket, s3_server: S3Server, bucket_name: str, s3_env
+) -> None:
+    publish(tree=tree, bucket=bucket, reporter=Reporter())
+    (s3_server.root / "data" / bucket_name / "ovms/emotion/1/model.bin").unlink()
+    args = [
+        "wait",
+        "--endpoint",
+        s3_server.endpoint,
+        "--bucket",
+        bucket_name,
+        "--timeout",
+        "1",
+        "--poll",
+        "0.2",
+    ]
+    result = packager(*args, env=s3_env)
+    assert result.code == 7
+    assert result.error == (
+        f"model-packager: a version of emotion was not published in bucket {bucket_name} within 1 s "
+        "(READY names 1, but version 1: ovms/emotion/1/model.bin: missing)"
+    )
+
+
+def test_wait_passes_a_number_that_was_claimed_and_never_published(
+    packager, tree: LocalTree, bucket: Bucket, s3_server: S3Server, bucket_name: str, s3_env, tmp_path: Path
+) -> None:
+    """Version 2 was claimed by a run killed for good (another build took over): READY names 3, and
+    `wait --version 2` (this version or newer) returns 3 instead of waiting for 2 forever."""
+    publish(tree=tree, bucket=bucket, reporter=Reporter())
+    assert bucket.put(LAYOUT.claim(2), dump({"fingerprint": "sha256:abandoned"}), create_only=True)
+    other = LocalTree.open(Path(shutil.copytree(tree.root, tmp_path / "other")), "emotion")
+    (other.root / LAYOUT.manifest(1)).write_bytes(dump({**other.manifest, "fingerprint": "sha256:other"}))
+    assert (
+        publish(tree=LocalTree.open(other.root, "emotion"), bucket=bucket, reporter=Reporter()).version == 3
+    )
+    args = [
+        "wait",
+        "--endpoint",
+        s3_server.endpoint,
+        "--bucket",
+        bucket_name,
+        "--version",
+        "2",
+        "--timeout",
+        "5",
+    ]
+    result = packager(*args, env=s3_env)
+    assert result.code == 0, result.stderr
+    assert result.json == {"name": "emotion", "version": 3}
+
+
+def test_a_build_that_fails_its_gate_claims_no_version(
+    packager, undecided_stand_in: Path, s3_server: S3Server, bucket_name: str, s3_env, tmp_path: Path
+) -> None:
+    """`run` claims a number only after the build passed: a failed one leaves no orphan claim."""
+    result = packager(
+        "run", "--model", str(undecided_stand_in), "--precision", "int8", "--text", "off",
+        "--endpoint", s3_server.endpoint, "--bucket", bucket_name, "--work-dir", str(tmp_path),
+        env=s3_env,
+    )  # fmt: skip
+    assert result.code == 4, result.stderr
+    assert s3_server.client().bucket_exists(bucket_name)  # the run did look at the bucket first
+    assert list(s3_server.client().list_objects(bucket_name, recursive=True)) == []
+    assert list(tmp_path.iterdir()) == []

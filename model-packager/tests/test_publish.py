@@ -141,6 +141,8 @@ def test_a_taken_version_number_is_skipped_and_the_pointers_name_the_new_one(
     config = client.get_object(bucket_name, "triton/emotion/config.pbtxt").read().decode()
     assert "versions: [ 2 ]" in config
     assert_nothing_partial_is_visible(s3_server, bucket_name, tree, 2)
+    manifest = json.loads(client.get_object(bucket_name, "manifests/emotion/2.json").read())
+    assert manifest["models"]["tokenizer"] == {"key": "triton/emotion/2/tokenizer.json"}  # not the tree's 1
 
 
 def test_a_version_is_never_overwritten(packager, tree, s3_server, bucket_name, bucket_args, s3_env) -> None:

@@ -62,9 +62,11 @@ def _build(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
 
 
 def _verify(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    if args.tree.startswith("s3://"):
+        return _verify_bucket(args, reporter)
     from model_packager.manifest import LocalTree
 
-    tree = LocalTree.open(args.tree, args.name)
+    tree = LocalTree.open(Path(args.tree), args.name)
     with reporter.step("checksums", objects=len(tree.manifest["objects"])):
         problems = tree.verify()
     if problems:
@@ -74,6 +76,32 @@ def _verify(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
         "version": tree.version,
         "intact": True,
         "parity": tree.manifest["parity"],
+    }
+
+
+def _verify_bucket(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    """`verify s3://BUCKET --endpoint URL`: the version READY names, checked from the bucket alone."""
+    from model_packager.audit import check_ready
+    from model_packager.layout import Layout
+    from model_packager.s3 import Bucket, Endpoint
+
+    bucket_name = args.tree.removeprefix("s3://").rstrip("/")
+    if not args.endpoint:
+        raise BadInput(f"verify {args.tree} needs --endpoint, the S3 server that holds the bucket")
+    bucket = Bucket(Endpoint(url=args.endpoint, bucket=bucket_name, ca_bundle=args.ca_bundle))
+    layout = Layout(args.name)
+    with reporter.step("audit", bucket=bucket_name, depth=args.depth):
+        audit = check_ready(bucket, layout, depth=args.depth)
+    if audit is None:
+        raise BadInput(f"{args.tree} holds no published {args.name}: {layout.ready} is missing")
+    if not audit.intact:
+        raise BadInput(f"{args.tree} does not match its manifest: {audit.summary()}")
+    return {
+        "bucket": bucket_name,
+        "name": args.name,
+        "version": audit.version,
+        "intact": True,
+        "depth": args.depth,
     }
 
 
@@ -89,7 +117,11 @@ def _publish(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
-    """What the chart's Job runs: skip if published, else claim a version, build it, publish it."""
+    """What the chart's Job runs: skip if published, else build, claim a version, publish it.
+
+    The version number is claimed only once the build has passed its gate: a build that fails
+    leaves no claim behind (no orphan number that `wait --version N` would wait for forever).
+    """
     from model_packager.build import build
     from model_packager.layout import Layout
     from model_packager.manifest import fingerprint, library_versions
@@ -104,17 +136,17 @@ def _run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     done = already_published(bucket=bucket, layout=layout, fingerprint=build_id, reporter=reporter)
     if done is not None:
         return done.as_dict()
-    version = reserve(bucket, layout, build_id)
     work = Path(tempfile.mkdtemp(prefix="model-packager-", dir=args.work_dir))
     try:
         tree = build(
             source=source,
             options=options,
             output=work / "tree",
-            version=version,
+            version=1,
             sentences=sentences,
             reporter=reporter,
         )
+        version = reserve(bucket, layout, build_id)
         return publish_version(tree=tree, bucket=bucket, version=version, reporter=reporter).as_dict()
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -131,6 +163,7 @@ def _wait(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
         timeout=args.timeout,
         reporter=reporter,
         poll=args.poll,
+        depth=args.depth,
     )
     return {"name": args.name, "version": version}
 
@@ -220,10 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(handler=_build)
 
     verify = commands.add_parser(
-        "verify", help="check a built tree against its manifest; print the parity report"
+        "verify",
+        help="check a built tree (a folder) or the published version (s3://BUCKET) against its manifest",
     )
-    verify.add_argument("tree", type=Path)
+    verify.add_argument("tree", metavar="TREE|s3://BUCKET")
     verify.add_argument("--name", default="emotion")
+    verify.add_argument("--endpoint", help="S3 endpoint, http(s)://host:port (with s3://BUCKET)")
+    verify.add_argument("--ca-bundle", type=Path, help="CA certificates for an https endpoint")
+    _depth_option(verify, default="content")
     verify.set_defaults(handler=_verify)
 
     publish = commands.add_parser(
@@ -254,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wait.add_argument("--timeout", type=float, default=1800.0, help="seconds before giving up (exit 7)")
     wait.add_argument("--poll", type=float, default=5.0, help="seconds between looks")
+    _depth_option(wait, default="metadata")
     wait.set_defaults(handler=_wait)
 
     stand_in = commands.add_parser(
@@ -309,6 +347,18 @@ def _model_options(command: argparse.ArgumentParser) -> None:
         "--sample-size", type=int, default=DEFAULT_SAMPLE_SIZE, help="sentences used by the gate"
     )
     command.add_argument("--name", default="emotion", help="model name in the bucket and on the servers")
+
+
+def _depth_option(command: argparse.ArgumentParser, *, default: str) -> None:
+    from model_packager.audit import DEPTHS
+
+    command.add_argument(
+        "--depth",
+        choices=DEPTHS,
+        default=default,
+        help="how a published version is checked: metadata (size and sha256 of every object, one HEAD "
+        "each) or content (every object read back and hashed)",
+    )
 
 
 def _bucket_options(command: argparse.ArgumentParser, *, retry: bool = True) -> None:

@@ -146,10 +146,12 @@ def publish_version(*, tree: LocalTree, bucket: Bucket, version: int, reporter: 
             _upload(bucket, obj, result)
         step.update(bytes=result.uploaded_bytes, skipped=result.skipped_objects)
 
+    models = tree.manifest["models"]
     manifest = {
         **tree.manifest,
         "version": version,
         "published": now(),
+        "models": {**models, "tokenizer": {"key": _renumber(models["tokenizer"]["key"], version)}},
         "objects": {
             **{o.key: {"sha256": o.sha256, "size": o.size} for o in objects},
             **{
@@ -250,13 +252,20 @@ def _plan(tree: LocalTree, version: int) -> list[_Object]:
         found = version_of(key)
         if found is None:
             continue  # a pointer: rewritten for `version` by _advance
-        parts = key.split("/")
-        parts[2] = str(version)
         objects.append(
-            _Object(key="/".join(parts), sha256=entry["sha256"], size=entry["size"], path=tree.root / key)
+            _Object(
+                key=_renumber(key, version), sha256=entry["sha256"], size=entry["size"], path=tree.root / key
+            )
         )
     order = {key: i for i, key in enumerate(upload_order([o.key for o in objects]))}
     return sorted(objects, key=lambda o: order[o.key])
+
+
+def _renumber(key: str, version: int) -> str:
+    """A version-folder key of the local tree as it is named for `version` in the bucket."""
+    parts = key.split("/")
+    parts[2] = str(version)
+    return "/".join(parts)
 
 
 def _upload(bucket: Bucket, obj: _Object, result: PublishResult) -> None:

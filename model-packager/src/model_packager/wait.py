@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 
+from model_packager.audit import check_ready
 from model_packager.errors import BadInput, Unavailable, WaitTimeout
 from model_packager.layout import Layout
 from model_packager.progress import Reporter
@@ -23,11 +24,15 @@ def wait_for(
     timeout: float,
     reporter: Reporter,
     poll: float = 5.0,
+    depth: str = "metadata",
 ) -> int:
-    """Return the published version once READY names `version` (or any version) or newer.
+    """Return the published version once READY names `version` (or any version) or newer, and that
+    version checks out against its manifest (audit.check_ready at `depth`).
 
     An unreachable server or a missing bucket count as "not yet": the packager Job may still be
-    starting them. Refused credentials do not: they fail at once.
+    starting them. So does a damaged version: a rerun of the Job publishes the build again. Refused
+    credentials do not: they fail at once. A number that was claimed and never published (a run
+    killed and never resumed) is passed by the next published one: READY names N+1 >= N.
     """
     check_timing(timeout=timeout, poll=poll)
     layout = Layout(name)
@@ -37,10 +42,11 @@ def wait_for(
         with bucket.until(deadline):
             state, ready = _state(bucket, layout)
             if ready is not None and (version is None or ready >= version):
-                if version is None or _complete(bucket, layout, version):
-                    reporter.info("published", name=name, version=ready)
+                problem = _damage(bucket, layout, depth)
+                if problem is None:
+                    reporter.info("published", name=name, version=ready, depth=depth)
                     return ready
-                state = f"READY names {ready} but manifest {version} is missing"
+                state = f"READY names {ready}, but {problem}"
         if state != last_state:
             reporter.info("waiting", name=name, wanted=version or "any", state=state)
             last_state = state
@@ -73,5 +79,12 @@ def _state(bucket: Bucket, layout: Layout) -> tuple[str, int | None]:
     return f"READY names version {ready['version']}", int(ready["version"])
 
 
-def _complete(bucket: Bucket, layout: Layout, version: int) -> bool:
-    return bucket.stat(layout.manifest(version)) is not None
+def _damage(bucket: Bucket, layout: Layout, depth: str) -> str | None:
+    """What is wrong with the version READY names, or None when it is whole."""
+    try:
+        audit = check_ready(bucket, layout, depth=depth)
+    except Unavailable as err:
+        return f"the S3 server does not answer: {err.message}"
+    if audit is None:
+        return f"{layout.ready} is gone"
+    return None if audit.intact else audit.summary()
