@@ -249,3 +249,23 @@ def test_wait_returns_once_ready_names_the_version(packager, tree, bucket_args, 
     newer = packager("wait", *bucket_args, "--version", "2", "--timeout", "1", "--poll", "0.5", env=s3_env)
     assert newer.code == 7
     assert newer.error.endswith("within 1 s (READY names version 1)")
+
+
+def test_a_publish_aborts_the_unfinished_uploads_a_killed_run_left(
+    packager, tree, s3_server, bucket_name, bucket_args, s3_env
+) -> None:
+    """A run killed in the middle of a multipart upload leaves its parts in the bucket (storage, no
+    object). The next publish of that version aborts them; files up to 512 MiB go in one PUT, which a
+    kill leaves nothing of."""
+    client = s3_server.client()
+    client.make_bucket(bucket_name)
+    left = client._create_multipart_upload(bucket_name, "triton/emotion/1/model.onnx", {})
+    client._upload_part(bucket_name, "triton/emotion/1/model.onnx", b"x" * (5 << 20), None, left, 1)
+    assert len(client._list_multipart_uploads(bucket_name, prefix="triton/").uploads) == 1
+    result = packager("publish", str(tree.root), *bucket_args, env=s3_env)
+    assert result.code == 0, result.stderr
+    steps = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    (upload,) = [s for s in steps if s.get("step") == "upload" and s.get("status") == "done"]
+    assert upload["aborted_uploads"] == 1
+    assert client._list_multipart_uploads(bucket_name).uploads == []
+    assert_nothing_partial_is_visible(s3_server, bucket_name, tree, 1)

@@ -142,6 +142,10 @@ def publish_version(*, tree: LocalTree, bucket: Bucket, version: int, reporter: 
     result = PublishResult(version=version)
     objects = _plan(tree, version)
     with reporter.step("upload", version=version, objects=len(objects)) as step:
+        step["aborted_uploads"] = sum(
+            bucket.abort_unfinished(folder)
+            for folder in sorted({o.key.rsplit("/", 1)[0] + "/" for o in objects})
+        )
         for obj in objects:
             _upload(bucket, obj, result)
         step.update(bytes=result.uploaded_bytes, skipped=result.skipped_objects)

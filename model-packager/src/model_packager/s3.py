@@ -44,6 +44,9 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # OVMS accepts [0-9
 _REGION = re.compile(r"^(?!_)(?!-)[a-z_\d-]{1,63}(?<!-)(?<!_)$", re.IGNORECASE)
 CONNECT_WAIT = 5.0  # seconds: the most a request waits to connect
 READ_WAIT = 60.0  # seconds: the most a request waits for each read of the answer
+#: Files up to this size are uploaded with one PUT (minio-py holds the part in memory: the default
+#: model's largest file is 117 MB); larger ones go in parts of this size.
+SINGLE_PUT_LIMIT = 512 * 1024 * 1024
 MIN_REQUEST_WAIT = 1.0  # seconds: the least, even when its call's time is spent (the margin past it)
 
 
@@ -260,12 +263,32 @@ class Bucket:
         return self.call(f"read back {key}", run)
 
     def upload(self, key: str, path: Path, sha256: str, progress: Any = None) -> None:
+        """One PUT for files up to SINGLE_PUT_LIMIT (a killed PUT leaves nothing behind); larger ones
+        in parts, whose leftovers after a kill `abort_unfinished` removes."""
         self.call(
             f"upload {key}",
             lambda: self.client.fput_object(
-                self.name, key, str(path), metadata={SHA256_META: sha256}, progress=progress
+                self.name,
+                key,
+                str(path),
+                metadata={SHA256_META: sha256},
+                progress=progress,
+                part_size=SINGLE_PUT_LIMIT,
             ),
         )
+
+    def abort_unfinished(self, prefix: str) -> int:
+        """Abort the multipart uploads under `prefix` that a killed run left (they hold storage, never
+        an object); the number aborted. minio-py has no public call for this: its private pair is
+        pinned with the package (requirements/constraints.txt)."""
+
+        def run() -> int:
+            found = self.client._list_multipart_uploads(self.name, prefix=prefix)
+            for upload in found.uploads:
+                self.client._abort_multipart_upload(self.name, upload.object_name, upload.upload_id)
+            return len(found.uploads)
+
+        return self.call(f"abort unfinished uploads under {prefix}", run)
 
     def put(self, key: str, data: bytes, *, create_only: bool = False, if_match: str | None = None) -> bool:
         """Write a small object. With create_only or if_match the write is conditional (S3 conditional
