@@ -14,6 +14,8 @@ import csv
 import io
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -25,8 +27,10 @@ import pytest
 from devstack.s3 import S3Server
 from model_packager import cli
 from model_packager.build import BuildOptions, build
-from model_packager.manifest import LocalTree
+from model_packager.layout import Layout
+from model_packager.manifest import LocalTree, dump
 from model_packager.progress import Reporter
+from model_packager.s3 import Bucket, Endpoint
 from model_packager.standin import build_stand_in
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ru-emotions" / "valid.csv"
@@ -72,6 +76,53 @@ def tree(tmp_path_factory: pytest.TempPathFactory, stand_in: Path, sample: list[
         sentences=sample,
         reporter=Reporter(),
     )
+
+
+def assert_one_version(bucket: Bucket, layout: Layout | None = None) -> int:
+    """From the bucket alone: READY's version is complete, every pointer and both trees agree on it."""
+    layout = layout or Layout("emotion")
+    ready = bucket.read_json(layout.ready)
+    assert ready is not None
+    version = int(ready["version"])
+    manifest = bucket.read_json(layout.manifest(version))
+    assert manifest is not None, f"READY names {version} without a manifest"
+    for key in bucket.keys("triton/"):
+        if re.fullmatch(r"triton/[^/]+/(configs/)?[^/]+\.pbtxt", key):
+            pinned = re.findall(r"versions: \[ (\d+) \]", (bucket.read(key) or b"").decode())
+            assert set(pinned) == {str(version)}, f"{key} pins {pinned}, READY {version}"
+    for key, entry in manifest["objects"].items():  # pointers included: they are version's own
+        found = bucket.stat(key)
+        assert found is not None, f"{key} of version {version} is missing"
+        assert (found["size"], found["sha256"]) == (entry["size"], entry["sha256"]), key
+        assert bucket.digest(key) == entry["sha256"], key
+    for model in (layout.token_model, layout.text_model):
+        keys = set(bucket.keys(f"ovms/{model}/"))
+        complete = {
+            int(k.split("/")[2]) for k in keys if k.endswith("/model.xml") and k[:-4] + ".bin" in keys
+        }
+        assert max(complete) == version, f"OVMS would serve {model} {max(complete)}, READY {version}"
+    return version
+
+
+@pytest.fixture
+def one_version() -> Callable[..., int]:
+    """The invariant after any fault and its rerun, read from the bucket alone (assert_one_version)."""
+    return assert_one_version
+
+
+@pytest.fixture
+def other_build(tree: LocalTree, tmp_path: Path) -> Callable[[str], LocalTree]:
+    """Another build's tree: the same files under another fingerprint, as a second Job would bring,
+    without a second 30-second conversion."""
+
+    def make(tag: str) -> LocalTree:
+        copy = Path(shutil.copytree(tree.root, tmp_path / f"build-{tag}"))
+        (copy / Layout(tree.name).manifest(tree.version)).write_bytes(
+            dump({**tree.manifest, "fingerprint": f"sha256:{tag}"})
+        )
+        return LocalTree.open(copy, tree.name)
+
+    return make
 
 
 @dataclass
@@ -148,3 +199,12 @@ def bucket_args(s3_server: S3Server, bucket_name: str) -> list[str]:
 @pytest.fixture
 def s3_env(s3_server: S3Server) -> dict[str, str]:
     return s3_server.env()
+
+
+@pytest.fixture
+def endpoint(s3_server: S3Server, bucket_name: str, monkeypatch: pytest.MonkeyPatch) -> Endpoint:
+    """The test's own bucket on the session's S3 server, with its keys in the environment, for
+    tests that call the library (Bucket(endpoint)) rather than the command line."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return Endpoint(url=s3_server.endpoint, bucket=bucket_name, budget=30)

@@ -7,7 +7,6 @@ listing and HEAD still looks right. Only reading the content back finds it.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -25,10 +24,12 @@ DAMAGED = "triton/emotion/1/model.onnx"
 
 
 @pytest.fixture
-def bucket(s3_server: S3Server, bucket_name: str, monkeypatch: pytest.MonkeyPatch) -> Bucket:
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
-    return Bucket(Endpoint(url=s3_server.endpoint, bucket=bucket_name, budget=30))
+def bucket(endpoint: Endpoint) -> Bucket:
+    return Bucket(endpoint)
+
+
+def wait_argv(s3: S3Server, bucket: str, *options: str) -> list[str]:
+    return ["wait", "--endpoint", s3.endpoint, "--bucket", bucket, *options]
 
 
 def flip_a_byte(s3: S3Server, bucket: str, key: str, offset: int = 4096) -> None:
@@ -138,18 +139,7 @@ def test_wait_does_not_report_a_damaged_version_ready(
 ) -> None:
     publish(tree=tree, bucket=bucket, reporter=Reporter())
     (s3_server.root / "data" / bucket_name / "ovms/emotion/1/model.bin").unlink()
-    args = [
-        "wait",
-        "--endpoint",
-        s3_server.endpoint,
-        "--bucket",
-        bucket_name,
-        "--timeout",
-        "1",
-        "--poll",
-        "0.2",
-    ]
-    result = packager(*args, env=s3_env)
+    result = packager(*wait_argv(s3_server, bucket_name, "--timeout", "1", "--poll", "0.2"), env=s3_env)
     assert result.code == 7
     assert result.error == (
         f"model-packager: a version of emotion was not published in bucket {bucket_name} within 1 s "
@@ -158,29 +148,14 @@ def test_wait_does_not_report_a_damaged_version_ready(
 
 
 def test_wait_passes_a_number_that_was_claimed_and_never_published(
-    packager, tree: LocalTree, bucket: Bucket, s3_server: S3Server, bucket_name: str, s3_env, tmp_path: Path
+    packager, tree: LocalTree, bucket: Bucket, s3_server: S3Server, bucket_name: str, s3_env, other_build
 ) -> None:
     """Version 2 was claimed by a run killed for good (another build took over): READY names 3, and
     `wait --version 2` (this version or newer) returns 3 instead of waiting for 2 forever."""
     publish(tree=tree, bucket=bucket, reporter=Reporter())
     assert bucket.put(LAYOUT.claim(2), dump({"fingerprint": "sha256:abandoned"}), create_only=True)
-    other = LocalTree.open(Path(shutil.copytree(tree.root, tmp_path / "other")), "emotion")
-    (other.root / LAYOUT.manifest(1)).write_bytes(dump({**other.manifest, "fingerprint": "sha256:other"}))
-    assert (
-        publish(tree=LocalTree.open(other.root, "emotion"), bucket=bucket, reporter=Reporter()).version == 3
-    )
-    args = [
-        "wait",
-        "--endpoint",
-        s3_server.endpoint,
-        "--bucket",
-        bucket_name,
-        "--version",
-        "2",
-        "--timeout",
-        "5",
-    ]
-    result = packager(*args, env=s3_env)
+    assert publish(tree=other_build("other"), bucket=bucket, reporter=Reporter()).version == 3
+    result = packager(*wait_argv(s3_server, bucket_name, "--version", "2", "--timeout", "5"), env=s3_env)
     assert result.code == 0, result.stderr
     assert result.json == {"name": "emotion", "version": 3}
 

@@ -8,6 +8,7 @@ tests watch its data folder to know how far the publish got.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -17,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ import pytest
 from devstack.s3 import S3Server
 from model_packager.layout import version_of
 from model_packager.manifest import LocalTree, dump
+from model_packager.s3 import Bucket, Endpoint
 
 
 def _objects(s3: S3Server, bucket: str) -> dict[str, dict]:
@@ -185,13 +188,23 @@ def _wait_for_file(path: Path, proc: subprocess.Popen, timeout: float = 120) -> 
     [
         "manifests/emotion/1.claim",  # claimed, nothing uploaded
         "ovms/emotion/1/model.bin",  # the IR's weights without its .xml
+        "triton/emotion-tokenizer/1/char_table.json",  # the tokenizer step's table, not its model.py
+        "triton/emotion/1/tokenizer.json",  # the client tokenizer, before the ONNX file
         "triton/emotion/1/model.onnx",  # Triton's file, before the pointer names version 1
-        "triton/emotion/config.pbtxt",  # pointers written, manifest and READY not yet
+        "ovms/emotion-text/1/model.xml",  # OVMS's text model complete, its token model not
+        "ovms/emotion/1/model.xml",  # every object of the version, no pointer yet
+        "triton/emotion/config.pbtxt",  # the first pointer written, the others not
+        "triton/emotion-text/config.pbtxt",  # the last pointer written, manifest and READY not yet
+        "manifests/emotion/1.json",  # the manifest, READY not yet
+        "manifests/emotion/READY",  # READY moved, the pointers not yet settled
     ],
 )
 def test_killed_publish_leaves_nothing_partial_and_a_rerun_completes(
-    trigger, packager, tree, fresh_s3, bucket_name, s3_env
+    trigger, packager, tree, fresh_s3, bucket_name, s3_env, one_version
 ) -> None:
+    """SIGKILL once `trigger` is complete in the bucket (the gateway writes an object's file at the
+    end of its upload). Nothing a server would load is partial; the rerun resumes version 1 and ends
+    with the bucket on one version (audit and pointers)."""
     fresh_s3.client().make_bucket(bucket_name)
     proc = _publish_in_background(tree, fresh_s3, bucket_name, budget=30)
     try:
@@ -209,6 +222,51 @@ def test_killed_publish_leaves_nothing_partial_and_a_rerun_completes(
     objects = _objects(fresh_s3, bucket_name)
     assert set(_expected(tree, 1)) <= set(objects)
     assert "manifests/emotion/READY" in objects
+    with _bucket(fresh_s3, bucket_name) as bucket:
+        assert one_version(bucket) == 1
+        assert bucket.client._list_multipart_uploads(bucket_name).uploads == []
+
+
+@contextlib.contextmanager
+def _bucket(s3: S3Server, name: str) -> Iterator[Bucket]:
+    saved = {k: os.environ.get(k) for k in s3.env()}
+    os.environ.update(s3.env())
+    try:
+        yield Bucket(Endpoint(url=s3.endpoint, bucket=name, budget=30))
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def test_a_frozen_s3_server_fails_the_publish_within_its_budget_and_a_rerun_completes(
+    packager, tree, fresh_s3, bucket_name, one_version
+) -> None:
+    """The gateway SIGSTOPped mid-publish: it accepts connections and answers nothing. The publish
+    gives up within its retry budget (exit 6) instead of waiting on the SDK's 60 s read timeout;
+    once the server runs again, the rerun resumes the same version."""
+    fresh_s3.client().make_bucket(bucket_name)
+    proc = _publish_in_background(tree, fresh_s3, bucket_name, budget=3)
+    _wait_for_file(fresh_s3.root / "data" / bucket_name / "ovms/emotion/1/model.bin", proc)
+    with fresh_s3.frozen():
+        frozen = time.monotonic()
+        _, stderr = proc.communicate(timeout=60)
+        seconds = time.monotonic() - frozen
+    assert proc.returncode == 6, stderr
+    assert seconds < 3 + 1 + 5  # the budget, the one-second margin of a request, and start-up slack
+    error = [line for line in stderr.splitlines() if line.startswith("model-packager: ")][-1]
+    assert re.match(rf"model-packager: cannot .+ at {re.escape(fresh_s3.endpoint)} within 3 s: ", error), (
+        error
+    )
+    assert_nothing_partial_is_visible(fresh_s3, bucket_name, tree, 1)
+    rerun = packager("publish", str(tree.root), "--endpoint", fresh_s3.endpoint, "--bucket", bucket_name,
+                     env=fresh_s3.env())  # fmt: skip
+    assert rerun.code == 0, rerun.stderr
+    assert rerun.json["version"] == 1
+    with _bucket(fresh_s3, bucket_name) as bucket:
+        assert one_version(bucket) == 1
 
 
 def test_s3_server_gone_mid_publish_fails_within_the_budget_and_a_rerun_completes(

@@ -8,23 +8,24 @@ complete version, every Triton pointer pins it, and the newest complete OVMS fol
 
 from __future__ import annotations
 
-import re
-import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
-from devstack.s3 import S3Server
-from model_packager.layout import Layout, upload_order
-from model_packager.manifest import LocalTree, dump
+from model_packager.layout import Layout, upload_order, version_of
+from model_packager.manifest import LocalTree
 from model_packager.progress import Reporter
 from model_packager.publish import PublishResult, publish
 from model_packager.s3 import Bucket, Endpoint
 
 STALL_SECONDS = 120  # the most a stalled publisher waits for the test (a safety net, never reached)
+
+
+def is_pointer(key: str) -> bool:
+    """Triton's config.pbtxt, configs/*.pbtxt and labels.txt: the files each publish rewrites."""
+    return key.startswith("triton/") and version_of(key) is None
 
 
 class StalledBucket(Bucket):
@@ -75,65 +76,17 @@ class Publisher:
         return self.result
 
 
-def other_build(tree: LocalTree, folder: Path, tag: str) -> LocalTree:
-    """The same files as another build (another fingerprint): a second Job's tree, without a second
-    30-second conversion."""
-    copy = Path(shutil.copytree(tree.root, folder))
-    manifest = {**tree.manifest, "fingerprint": f"sha256:{tag}"}
-    manifest_bytes = dump(manifest)
-    layout = Layout(tree.name)
-    (copy / layout.manifest(tree.version)).write_bytes(manifest_bytes)
-    return LocalTree.open(copy, tree.name)
-
-
 @pytest.fixture
-def endpoint(s3_server: S3Server, bucket_name: str, monkeypatch: pytest.MonkeyPatch) -> Endpoint:
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
-    return Endpoint(url=s3_server.endpoint, bucket=bucket_name, budget=30)
+def builds(tree: LocalTree, other_build: Callable[[str], LocalTree]) -> list[LocalTree]:
+    return [tree, other_build("second"), other_build("third")]
 
 
-@pytest.fixture
-def builds(tree: LocalTree, tmp_path: Path) -> list[LocalTree]:
-    return [tree, *(other_build(tree, tmp_path / f"build-{i}", f"build-{i}") for i in (2, 3))]
-
-
-def pointer(key: str) -> bool:
-    """Triton's config.pbtxt, configs/*.pbtxt and labels.txt: what each publish rewrites."""
-    return key.endswith((".pbtxt", "/labels.txt"))
-
-
-def assert_one_version(bucket: Bucket, layout: Layout) -> int:
-    """From the bucket alone: READY's version is complete, every pointer and both trees agree on it."""
-    ready = bucket.read_json(layout.ready)
-    assert ready is not None
-    version = int(ready["version"])
-    manifest = bucket.read_json(layout.manifest(version))
-    assert manifest is not None, f"READY names {version} without a manifest"
-    for key in bucket.keys("triton/"):
-        if re.fullmatch(r"triton/[^/]+/(configs/)?[^/]+\.pbtxt", key):
-            pinned = re.findall(r"versions: \[ (\d+) \]", (bucket.read(key) or b"").decode())
-            assert set(pinned) == {str(version)}, f"{key} pins {pinned}, READY {version}"
-    for key, entry in manifest["objects"].items():  # pointers included: they are version's own
-        found = bucket.stat(key)
-        assert found is not None, f"{key} of version {version} is missing"
-        assert (found["size"], found["sha256"]) == (entry["size"], entry["sha256"]), key
-        assert bucket.digest(key) == entry["sha256"], key
-    for model in (layout.token_model, layout.text_model):
-        keys = set(bucket.keys(f"ovms/{model}/"))
-        complete = {
-            int(k.split("/")[2]) for k in keys if k.endswith("/model.xml") and k[:-4] + ".bin" in keys
-        }
-        assert max(complete) == version, f"OVMS would serve {model} {max(complete)}, READY {version}"
-    return version
-
-
-def test_an_older_publisher_stalled_before_its_pointers_does_not_win(builds, endpoint) -> None:
+def test_an_older_publisher_stalled_before_its_pointers_does_not_win(builds, endpoint, one_version) -> None:
     """The issue's race: A checked READY, then stalls; B publishes a newer version to the end; A's
     pointers then land over B's. A settles them back on READY: Triton, its text path and OVMS all
     serve B's version, and both publishers exit 0."""
     first, second, _ = builds
-    stalled = StalledBucket(endpoint, at=pointer)
+    stalled = StalledBucket(endpoint, at=is_pointer)
     a = Publisher(first, stalled).start()
     assert stalled.reached.wait(STALL_SECONDS)
     b = Publisher(second, Bucket(endpoint)).start().join()
@@ -141,15 +94,17 @@ def test_an_older_publisher_stalled_before_its_pointers_does_not_win(builds, end
     stalled.release.set()
     assert a.join().version == 1
     bucket = Bucket(endpoint)
-    assert assert_one_version(bucket, Layout("emotion")) == 2
+    assert one_version(bucket, Layout("emotion")) == 2
     again = publish(tree=first, bucket=bucket, reporter=Reporter())  # a rerun changes nothing
     assert (again.already_published, again.uploaded_objects) == (True, 0)
-    assert assert_one_version(bucket, Layout("emotion")) == 2
+    assert one_version(bucket, Layout("emotion")) == 2
 
 
-def test_three_publishers_stalled_at_pointers_and_ready_end_on_the_newest(builds, endpoint) -> None:
+def test_three_publishers_stalled_at_pointers_and_ready_end_on_the_newest(
+    builds, endpoint, one_version
+) -> None:
     first, second, third = builds
-    at_pointers = StalledBucket(endpoint, at=pointer)
+    at_pointers = StalledBucket(endpoint, at=is_pointer)
     at_ready = StalledBucket(endpoint, at=lambda key: key.endswith("/READY"))
     a = Publisher(first, at_pointers).start()
     assert at_pointers.reached.wait(STALL_SECONDS)
@@ -159,7 +114,7 @@ def test_three_publishers_stalled_at_pointers_and_ready_end_on_the_newest(builds
     at_ready.release.set()
     at_pointers.release.set()
     assert (a.join().version, b.join().version) == (1, 2)
-    assert assert_one_version(Bucket(endpoint), Layout("emotion")) == 3
+    assert one_version(Bucket(endpoint), Layout("emotion")) == 3
 
 
 def test_ovms_sees_a_version_only_after_every_other_file_of_it() -> None:
@@ -181,13 +136,13 @@ def test_ovms_sees_a_version_only_after_every_other_file_of_it() -> None:
     assert order.index("triton/emotion/2/tokenizer.json") < order.index("triton/emotion/2/model.onnx")
 
 
-def test_the_invariant_check_finds_a_pointer_on_another_version(builds, endpoint) -> None:
+def test_the_invariant_check_finds_a_pointer_on_another_version(builds, endpoint, one_version) -> None:
     """The invariant check itself finds a pointer left on another version (it can fail)."""
     first, *_ = builds
     bucket = Bucket(endpoint)
     publish(tree=first, bucket=bucket, reporter=Reporter())
-    assert assert_one_version(bucket, Layout("emotion")) == 1
+    assert one_version(bucket, Layout("emotion")) == 1
     config = (bucket.read("triton/emotion/configs/cpu.pbtxt") or b"").decode()
     bucket.put("triton/emotion/configs/cpu.pbtxt", config.replace("[ 1 ]", "[ 7 ]").encode())
     with pytest.raises(AssertionError, match=r"cpu.pbtxt pins \['7'\], READY 1"):
-        assert_one_version(bucket, Layout("emotion"))
+        one_version(bucket, Layout("emotion"))

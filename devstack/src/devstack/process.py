@@ -13,7 +13,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from devstack.errors import StackError
@@ -145,6 +145,17 @@ class ManagedProcess:
         if self._proc is not None:
             _signal_group(self._proc.pid, signal.SIGKILL)
             self._proc.wait()
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The whole session stopped (SIGSTOP) for the block, then continued: the kernel still accepts
+        connections on its sockets, nothing answers them, as with a hung server."""
+        assert self._proc is not None, "not started"
+        _signal_group(self._proc.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            _signal_group(self._proc.pid, signal.SIGCONT)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

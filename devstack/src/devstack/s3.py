@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import subprocess
 from dataclasses import dataclass, field
@@ -119,6 +120,11 @@ class S3Server:
     def kill(self) -> None:
         if self._proc is not None:
             self._proc.kill()
+
+    def frozen(self) -> contextlib.AbstractContextManager[None]:
+        """The server hung (SIGSTOP) for a with block: connections accepted, never answered."""
+        assert self._proc is not None, "not started"
+        return self._proc.frozen()
 
     def __enter__(self) -> S3Server:
         return self.start()
