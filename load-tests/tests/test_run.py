@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -548,6 +550,22 @@ def test_smoke_from_the_bucket(emotion_triton, tiny_package, loadtest, s3_server
     )
     assert run.code == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1].startswith("smoke: ok: 1 target(s) x tokens x 6 sentences")
+
+
+def test_smoke_fails_when_a_file_of_the_version_is_missing(emotion_triton, tiny_package, tmp_path, loadtest):
+    """Every object the manifest lists for the version is looked at, OVMS's IR too, before a request."""
+    package = Path(shutil.copytree(tiny_package, tmp_path / "package"))
+    manifest_path = package / "manifests/emotion/1.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["objects"]["ovms/emotion/1/model.xml"] = {"sha256": "0" * 64, "size": 10}
+    raw = json.dumps(manifest).encode()
+    manifest_path.write_bytes(raw)
+    ready_path = package / "manifests/emotion/READY"
+    ready = {**json.loads(ready_path.read_text()), "sha256": hashlib.sha256(raw).hexdigest()}
+    ready_path.write_text(json.dumps(ready))
+    run = loadtest("smoke", "--target", f"triton={emotion_triton.grpc_url}", "--package", package)
+    assert run.code == 7, run.stderr
+    assert run.stderr.strip() == f"loadtest: smoke: package {package} v1: ovms/emotion/1/model.xml is missing"
 
 
 def test_compare_tells_a_slower_server_from_noise(

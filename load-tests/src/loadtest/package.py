@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from loadtest.errors import BadInput, Unavailable
-from model_packager.layout import Layout, Server
+from model_packager.layout import Layout, Server, version_of
 
 S3_SCHEME = "s3://"
 TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -30,6 +30,10 @@ class Store(Protocol):
     location: str
 
     def read(self, key: str) -> bytes: ...
+
+    def stat(self, key: str) -> tuple[int, str | None] | None:
+        """(size, sha256 if the store records it) of an object, or None when it is missing."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,10 @@ class LocalStore:
         except OSError as err:
             raise BadInput(f"package {self.root}: {key}: {err.strerror}") from None
 
+    def stat(self, key: str) -> tuple[int, str | None] | None:
+        path = self.root / key
+        return (path.stat().st_size, None) if path.is_file() else None
+
 
 @dataclass
 class S3Store:
@@ -64,23 +72,32 @@ class S3Store:
         return f"s3://{self.bucket}/{self.prefix}".rstrip("/") + f" on {self.endpoint}"
 
     def read(self, key: str) -> bytes:
+        data = self._call(lambda bucket: bucket.read(self._full(key)))
+        if data is None:
+            raise BadInput(f"package {self.location}: {key} is missing")
+        return data
+
+    def stat(self, key: str) -> tuple[int, str | None] | None:
+        found = self._call(lambda bucket: bucket.stat(self._full(key)))
+        return None if found is None else (int(found["size"]), found["sha256"])
+
+    def _full(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, operation: Any) -> Any:
         from model_packager.errors import PackagerError
         from model_packager.errors import Unavailable as PackagerUnavailable
         from model_packager.s3 import Bucket, Endpoint
 
-        full = f"{self.prefix}/{key}" if self.prefix else key
         try:
             if self._bucket is None:
                 url = self.endpoint if "://" in self.endpoint else f"http://{self.endpoint}"
                 self._bucket = Bucket(Endpoint(url=url, bucket=self.bucket, budget=30.0))
-            data = self._bucket.read(full)
+            return operation(self._bucket)
         except PackagerUnavailable as err:
             raise Unavailable(f"package {self.location}: {err.message}") from None
         except PackagerError as err:
             raise BadInput(f"package {self.location}: {err.message}") from None
-        if data is None:
-            raise BadInput(f"package {self.location}: {key} is missing")
-        return data
 
 
 def open_store(source: str, *, s3_endpoint: str | None) -> Store:
@@ -156,6 +173,20 @@ class Package:
         if expected is not None and hashlib.sha256(data).hexdigest() != expected:
             raise BadInput(f"package {self.store.location}: {key} does not match the sha256 in its manifest")
         return data
+
+    def problems(self) -> list[str]:
+        """Objects of this version (both servers' folders: OVMS's IR too) that are missing, or whose
+        size or recorded sha256 differ from the manifest's: a look at each, nothing downloaded."""
+        found = []
+        for key, entry in sorted((self.manifest.get("objects") or {}).items()):
+            if version_of(key) != self.version or not isinstance(entry, dict):
+                continue
+            stat = self.store.stat(key)
+            if stat is None:
+                found.append(f"{key} is missing")
+            elif stat[0] != entry.get("size") or stat[1] not in (None, entry.get("sha256")):
+                found.append(f"{key} differs from its manifest entry")
+        return found
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -45,6 +45,10 @@ def run_smoke(
         raise BadInput(
             f"--input text: package {name} v{opened.version} has no raw-text model (its manifest says so)"
         )
+    damaged = opened.problems()
+    if damaged:
+        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+        raise SmokeFailed(f"smoke: package {opened.store.location} v{opened.version}: {damaged[0]}{more}")
     prepared = prepare_inputs(package=opened, corpus=sample, cache_dir=None)
     problems: list[str] = []
     answers: dict[tuple[str, str], np.ndarray] = {}
