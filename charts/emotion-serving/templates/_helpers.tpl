@@ -40,8 +40,9 @@ survives whole within 63 characters. (dict "ctx" $ "component" "ovms")
 {{- end }}
 
 {{/*
-Name of a Job whose pod template is immutable: "<base>-<component>-<8 hex digits of spec>", so a
-changed spec is a new Job instead of a failed upgrade. (dict "ctx" $ "component" "packager" "spec" $text)
+Name of a Job: "<base>-<component>-<8 hex digits of spec>", where spec is the text of every field that
+Kubernetes keeps immutable on a Job (the pod template, podFailurePolicy...), so a change to any of them
+is a new Job instead of a failed upgrade. (dict "ctx" $ "component" "packager" "spec" $text)
 */}}
 {{- define "emotion-serving.jobName" -}}
 {{- $hash := .spec | sha256sum | trunc 8 -}}

@@ -81,8 +81,8 @@ on a MinIO that is still starting.
 {{- end }}
 
 {{/*
-The Job's pod template. Its text names the Job (emotion-serving.jobName), so it holds the selector
-labels only: a new chart version alone does not start a new Job.
+The Job's pod template. Its text is part of the Job's name (emotion-serving.jobName), so it holds the
+selector labels only: a new chart version alone does not start a new Job.
 */}}
 {{- define "emotion-serving.packager.pod" -}}
 {{- $p := .Values.packager -}}
@@ -163,17 +163,42 @@ spec:
 {{- end }}
 
 {{/*
-The Job. Its name carries a hash of the pod template (emotion-serving.jobName).
+The parts of the Job's spec that Kubernetes refuses to change on an existing Job (its Job validation,
+ValidateJobSpecUpdate: template, selector, completions, completionMode, podFailurePolicy,
+backoffLimitPerIndex, managedBy, successPolicy). The chart sets the pod template and the failure
+policy; the others keep the API's defaults. Their text names the Job (emotion-serving.jobName).
+*/}}
+{{- define "emotion-serving.packager.immutableSpec" -}}
+podFailurePolicy:
+  rules:
+    # A retry cannot fix these: bad input, parity gate failed, credentials refused, conflict.
+    - action: FailJob
+      onExitCodes:
+        containerName: packager
+        operator: In
+        values: {{ include "emotion-serving.packager.permanentExitCodes" . }}
+    # A drained or preempted node is not the packager's failure: such a pod does not count.
+    - action: Ignore
+      onPodConditions:
+        - type: DisruptionTarget
+          status: "True"
+template:
+  {{- include "emotion-serving.packager.pod" . | nindent 2 }}
+{{- end }}
+
+{{/*
+The Job. Its name carries a hash of the immutable part of its spec (emotion-serving.jobName); the
+fields above it may change in place.
 */}}
 {{- define "emotion-serving.packager.job" -}}
 {{- $p := .Values.packager }}
 {{- $packager := dict "ctx" . "component" "packager" "values" $p }}
-{{- $pod := include "emotion-serving.packager.pod" . }}
+{{- $immutable := include "emotion-serving.packager.immutableSpec" . }}
 apiVersion: batch/v1
 kind: Job
 metadata:
-  # A changed model spec (or image, or any pod setting) is a new Job: pod templates are immutable.
-  name: {{ include "emotion-serving.jobName" (dict "ctx" . "component" "packager" "spec" $pod) }}
+  # A changed model spec (or image, pod setting or failure policy) is a new Job: those fields are immutable.
+  name: {{ include "emotion-serving.jobName" (dict "ctx" . "component" "packager" "spec" $immutable) }}
   labels:
     {{- include "emotion-serving.labels" $packager | nindent 4 }}
   annotations:
@@ -182,19 +207,5 @@ spec:
   backoffLimit: {{ $p.backoffLimit }}
   activeDeadlineSeconds: {{ $p.activeDeadlineSeconds }}
   ttlSecondsAfterFinished: {{ $p.ttlSecondsAfterFinished }}
-  podFailurePolicy:
-    rules:
-      # A retry cannot fix these: bad input, parity gate failed, credentials refused, conflict.
-      - action: FailJob
-        onExitCodes:
-          containerName: packager
-          operator: In
-          values: {{ include "emotion-serving.packager.permanentExitCodes" . }}
-      # A drained or preempted node is not the packager's failure: such a pod does not count.
-      - action: Ignore
-        onPodConditions:
-          - type: DisruptionTarget
-            status: "True"
-  template:
-    {{- $pod | nindent 4 }}
+  {{- $immutable | nindent 2 }}
 {{- end }}
