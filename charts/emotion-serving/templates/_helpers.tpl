@@ -97,15 +97,19 @@ The ports of one component as a containerPorts list. (dict "ctx" $ "component" "
 {{- end }}
 
 {{/*
-Image reference "[registry/]repository[:tag][@digest]". global.imageRegistry, when set, replaces
-every image's registry (a mirror). (dict "ctx" $ "image" .Values.image)
+Image reference "[registry/]repository[:tag][@digest]". The registry: global.imageRegistry (a mirror)
+when that is set and the image's useGlobalRegistry is not false; else the image's own registry.
+(dict "ctx" $ "image" .Values.image)
 */}}
 {{- define "emotion-serving.image" -}}
 {{- $image := .image -}}
 {{- if not (or $image.tag $image.digest) -}}
 {{- fail (printf "image %s: set a tag or a digest" $image.repository) -}}
 {{- end -}}
-{{- $registry := .ctx.Values.global.imageRegistry | default $image.registry -}}
+{{- $registry := $image.registry -}}
+{{- if and .ctx.Values.global.imageRegistry (or (not (hasKey $image "useGlobalRegistry")) $image.useGlobalRegistry) -}}
+{{- $registry = .ctx.Values.global.imageRegistry -}}
+{{- end -}}
 {{- $ref := $image.repository -}}
 {{- if $registry }}{{ $ref = printf "%s/%s" $registry $ref }}{{ end -}}
 {{- if $image.tag }}{{ $ref = printf "%s:%s" $ref $image.tag }}{{ end -}}
