@@ -97,8 +97,19 @@ The ports of one component as a containerPorts list. (dict "ctx" $ "component" "
 {{- end }}
 
 {{/*
-Image reference "[registry/]repository[:tag][@digest]". The registry: global.imageRegistry (a mirror)
-when that is set and the image's useGlobalRegistry is not false; else the image's own registry.
+The registry an image is pulled from: global.imageRegistry (a mirror) when that is set and the image's
+useGlobalRegistry is not false; else the image's own registry (may be empty). (dict "ctx" $ "image" .Values.image)
+*/}}
+{{- define "emotion-serving.imageRegistry" -}}
+{{- $registry := .image.registry -}}
+{{- if and .ctx.Values.global.imageRegistry (or (not (hasKey .image "useGlobalRegistry")) .image.useGlobalRegistry) -}}
+{{- $registry = .ctx.Values.global.imageRegistry -}}
+{{- end -}}
+{{- $registry -}}
+{{- end }}
+
+{{/*
+Image reference "[registry/]repository[:tag][@digest]", the registry from emotion-serving.imageRegistry.
 (dict "ctx" $ "image" .Values.image)
 */}}
 {{- define "emotion-serving.image" -}}
@@ -106,10 +117,7 @@ when that is set and the image's useGlobalRegistry is not false; else the image'
 {{- if not (or $image.tag $image.digest) -}}
 {{- fail (printf "image %s: set a tag or a digest" $image.repository) -}}
 {{- end -}}
-{{- $registry := $image.registry -}}
-{{- if and .ctx.Values.global.imageRegistry (or (not (hasKey $image "useGlobalRegistry")) $image.useGlobalRegistry) -}}
-{{- $registry = .ctx.Values.global.imageRegistry -}}
-{{- end -}}
+{{- $registry := include "emotion-serving.imageRegistry" . -}}
 {{- $ref := $image.repository -}}
 {{- if $registry }}{{ $ref = printf "%s/%s" $registry $ref }}{{ end -}}
 {{- if $image.tag }}{{ $ref = printf "%s:%s" $ref $image.tag }}{{ end -}}
@@ -131,6 +139,18 @@ helm test pod. (the top-level context)
 */}}
 {{- define "emotion-serving.packagerImage" -}}
 {{- include "emotion-serving.containerImage" (dict "ctx" . "image" .Values.global.packager.image) -}}
+{{- end }}
+
+{{/*
+"true" when the packager image is the chart's default name with no registry in front of it: that image
+is published nowhere (build Dockerfile.packager, push it, name it), so only a node that had it loaded
+(`kind load docker-image`) can start the release's pods. (the top-level context)
+*/}}
+{{- define "emotion-serving.packagerImageUnpublished" -}}
+{{- $image := .Values.global.packager.image -}}
+{{- if and (eq $image.repository "emotion-serving/packager") (not (include "emotion-serving.imageRegistry" (dict "ctx" . "image" $image))) -}}
+true
+{{- end -}}
 {{- end }}
 
 {{/*
