@@ -9,7 +9,7 @@ The Deployment. (dict "ctx" $ "component" NAME "values" .Values
   "command" LIST "args" LIST "env" YAML-LIST "volumes" YAML-LIST "volumeMounts" YAML-LIST
   "annotations" MAP (pod annotations besides values.podAnnotations)
   "resources" MAP (default values.resources)
-  "readinessPath" PATH  (startup /v2/health/ready, liveness /v2/health/live: both servers' KServe v2 paths)
+  "readinessPath" PATH "startupPath" PATH (default /v2/health/ready; liveness is /v2/health/live: KServe v2 paths)
   "nodeSelector" MAP "tolerations" LIST (implied by the component, see emotion-serving.podCommon)
   "drainSeconds" N (how long the server itself drains after SIGTERM; the grace period must cover it)
   "kubeScoreIgnore" CHECKS (kube-score exceptions, with the reason at the caller))
@@ -73,7 +73,7 @@ spec:
             {{- end }}
           ports:
             {{- include "emotion-serving.containerPorts" . | trim | nindent 12 }}
-          {{- include "emotion-serving.httpProbes" (dict "probes" $values.probes "port" "http" "startup" "/v2/health/ready" "readiness" .readinessPath "liveness" "/v2/health/live") | trim | nindent 10 }}
+          {{- include "emotion-serving.httpProbes" (dict "probes" $values.probes "port" "http" "startup" (.startupPath | default "/v2/health/ready") "readiness" .readinessPath "liveness" "/v2/health/live") | trim | nindent 10 }}
           lifecycle:
             preStop:
               sleep:

@@ -34,6 +34,21 @@ Returned merged with the metadata labels, as YAML.
 {{- toYaml $labels -}}
 {{- end -}}
 
+{{/*
+The models every server pod must have loaded, as a JSON list: rules.models when set, else what the
+release publishes (global.model.name, and <name>-text with global.model.text). Read with fromJsonArray.
+*/}}
+{{- define "monitoring.models" -}}
+{{- $models := .Values.rules.models -}}
+{{- if not $models -}}
+{{- $model := dig "model" dict (.Values.global | default dict) -}}
+{{- $name := $model.name | default "emotion" -}}
+{{- $models = list $name -}}
+{{- if or (not (hasKey $model "text")) $model.text }}{{ $models = append $models (printf "%s-text" $name) }}{{ end -}}
+{{- end -}}
+{{- toJson $models -}}
+{{- end -}}
+
 {{/* The job label of a scraped server, as the ServiceMonitors set it and the rules select it. */}}
 {{- define "monitoring.job" -}}
 {{- printf "%s-%s" .ctx.Release.Name .component -}}
