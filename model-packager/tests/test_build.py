@@ -10,9 +10,10 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
+from model_packager import export
 from model_packager.build import BuildOptions, build
 from model_packager.manifest import LocalTree
-from model_packager.parity import LOGIT_BOUND
+from model_packager.parity import LOGIT_BOUND, Artifacts, check
 from model_packager.progress import Reporter
 from model_packager.source import file_sha256, resolve
 
@@ -124,26 +125,34 @@ def test_compressed_precisions_pass_on_label_agreement(
 
 @pytest.mark.parametrize("inference_precision", ["bf16", "default"])
 def test_the_gate_compiles_as_the_servers_run(
-    inference_precision: str, stand_in: Path, sample: list[str], tmp_path: Path
+    inference_precision: str, tree: LocalTree, stand_in: Path, sample: list[str]
 ) -> None:
     """A reduced inference precision is gated on label agreement with what this CPU executes for it
-    (bf16 where the CPU has it, else f32, said in a note); `default` gates the CPU's own choice."""
-    built = build(
-        source=resolve(model=str(stand_in)),
-        options=BuildOptions(inference_precision=inference_precision, text="off"),
-        output=tmp_path / "tree",
-        version=1,
+    (bf16 where the CPU has it, else f32, said in a note); `default` gates the CPU's own choice.
+    The gate runs on the session's built tree: its artifacts do not depend on the precision hint."""
+    root = tree.root
+    parity = check(
+        loaded=export.load(resolve(model=str(stand_in))),
+        artifacts=Artifacts(
+            onnx=root / "triton/emotion/1/model.onnx",
+            ir=root / "ovms/emotion/1/model.xml",
+            text_ir=root / "ovms/emotion-text/1/model.xml",
+            char_table=None,
+        ),
         sentences=sample,
-        reporter=Reporter(),
+        activation="sigmoid",
+        precision="fp32",
+        inference_precision=inference_precision,
+        max_length=128,
     )
-    parity = built.manifest["parity"]
     executed = parity["executed_precision"]
     assert parity["inference_precision"] == inference_precision
     results = {r["backend"]: r for r in parity["results"]}
-    served = results[f"openvino-{executed}"]
     gate = "max_abs_logit_diff <= 0.0001" if executed == "f32" else "label_agreement >= 0.99"
-    assert served["gate"] == gate
-    assert served["label_agreement"] == 1.0  # every logit is 3 from the boundary: no precision flips it
+    assert results[f"openvino-{executed}"]["gate"] == gate
+    assert results[f"openvino-text-{executed}"]["gate"] == gate.replace("logit", "probability")
+    for served in (results[f"openvino-{executed}"], results[f"openvino-text-{executed}"]):
+        assert served["label_agreement"] == 1.0  # every logit is 3 from the boundary: no precision flips it
     assert ("note" in parity) == (inference_precision == "bf16" and executed != "bf16")
     if inference_precision == "default":  # the CPU's own choice is what serves: nothing extra to report
         assert not any(name.startswith("openvino-cpu-default-") for name in results)
