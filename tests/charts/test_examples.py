@@ -21,3 +21,11 @@ def test_onprem_monitoring_is_selected_by_the_existing_kube_prometheus_stack() -
     assert {obj["metadata"]["name"]: obj["metadata"]["labels"].get("release") for obj in selected} == {
         obj["metadata"]["name"]: stack_release for obj in selected
     }
+
+
+def test_onprem_networkpolicies_admit_the_monitoring_namespaces_prometheus_to_minio() -> None:
+    example = EXAMPLES / "onprem-nfd-gpu.yaml"
+    scrapers = yaml.safe_load(example.read_text())["global"]["networkPolicy"]["metricsFrom"]
+    render = Render.template(release="emotion", namespace="emotion", values=[example])
+    policy = render.one("NetworkPolicy", "minio")
+    assert {"ports": [{"port": "api", "protocol": "TCP"}], "from": scrapers} in policy["spec"]["ingress"]

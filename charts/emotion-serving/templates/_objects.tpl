@@ -145,6 +145,20 @@ spec:
 {{- end }}
 
 {{/*
+The ingress rule that admits the metrics scrapers (global.networkPolicy.metricsFrom) to the named
+port, as a YAML list of at most one rule. (dict "ctx" $ "port" NAME)
+*/}}
+{{- define "emotion-serving.metricsIngress" -}}
+{{- with .ctx.Values.global.networkPolicy.metricsFrom }}
+- ports:
+    - port: {{ $.port }}
+      protocol: TCP
+  from:
+    {{- toYaml . | nindent 4 }}
+{{- end }}
+{{- end }}
+
+{{/*
 Whether the component gets a NetworkPolicy: its own networkPolicy.enabled when true or false,
 global.networkPolicy.enabled when null. Renders "true" or nothing.
 */}}
@@ -156,8 +170,8 @@ global.networkPolicy.enabled when null. Renders "true" or nothing.
 
 {{/*
 NetworkPolicy for the component's pods. Ingress: the ports named in "ingressPorts" (list), from the
-peers in "ingressFrom" (list; none: from anywhere). Egress: DNS, the rules in "egress" (list) that
-the component needs, and values.networkPolicy.extraEgress.
+peers in "ingressFrom" (list; none: from anywhere), and the rules in "extraIngress" (list). Egress:
+DNS, the rules in "egress" (list) that the component needs, and values.networkPolicy.extraEgress.
 */}}
 {{- define "emotion-serving.networkPolicy" -}}
 {{- if include "emotion-serving.networkPolicyEnabled" . }}
@@ -185,6 +199,9 @@ spec:
       from:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+    {{- with .extraIngress }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- else }}
   ingress: []
   {{- end }}

@@ -98,12 +98,19 @@ spec:
 {{- end }}
 
 {{/*
-ServiceAccount, Service, HPA, PDB and NetworkPolicy of a server: every port open to
-values.networkPolicy.ingressFrom, egress to the S3 endpoint. (dict "ctx" $ "component" NAME "values" .Values)
+ServiceAccount, Service, HPA, PDB and NetworkPolicy of a server: every port open to anyone, or, when
+values.networkPolicy.ingressFrom is set, to those peers and the release's helm test pod, with the
+metrics scrapers (global.networkPolicy.metricsFrom) on "metricsPort"; egress to the S3 endpoint.
+(dict "ctx" $ "component" NAME "values" .Values "metricsPort" NAME)
 */}}
 {{- define "emotion-serving.serverObjects" -}}
 {{- $ports := keys (get (include "emotion-serving.ports" .ctx | fromYaml) .component) | sortAlpha -}}
-{{- $policy := dict "ingressPorts" $ports "ingressFrom" .values.networkPolicy.ingressFrom "egress" (include "emotion-serving.s3.egressRule" .ctx | fromYamlArray) -}}
+{{- $policy := dict "ingressPorts" $ports "egress" (include "emotion-serving.s3.egressRule" .ctx | fromYamlArray) -}}
+{{- with .values.networkPolicy.ingressFrom }}
+{{- $testPod := dict "podSelector" (dict "matchLabels" (include "emotion-serving.selectorLabels" (dict "ctx" $.ctx "component" "tests") | fromYaml)) }}
+{{- $_ := set $policy "ingressFrom" (prepend . $testPod) }}
+{{- $_ = set $policy "extraIngress" (include "emotion-serving.metricsIngress" (dict "ctx" $.ctx "port" (required "emotion-serving.serverObjects: metricsPort is required" $.metricsPort)) | fromYamlArray) }}
+{{- end -}}
 {{- include "emotion-serving.documents" (list
   (include "emotion-serving.serviceAccount" .)
   (include "emotion-serving.service" .)
