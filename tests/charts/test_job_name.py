@@ -14,7 +14,7 @@ from pathlib import Path
 
 from devstack.chart import CHART, Render
 
-PERMANENT = "{{- define \"emotion-serving.packager.permanentExitCodes\" -}}\n[3, 4, 5, 8]\n"
+PERMANENT = '{{- define "emotion-serving.packager.permanentExitCodes" -}}\n[3, 4, 5, 8]\n'
 
 
 def job_name(*, chart: Path = CHART, set_values: tuple[str, ...] = ()) -> str:
@@ -32,17 +32,21 @@ def test_a_changed_pod_failure_policy_is_a_new_job(tmp_path: Path) -> None:
     changed = Render.template(release="es", namespace="emotion", chart=chart).one("Job", "packager")
     rule = changed["spec"]["podFailurePolicy"]["rules"][0]
     assert rule["onExitCodes"]["values"] == [3, 4, 5, 8, 9]
-    assert changed["spec"]["template"] == Render.template(release="es", namespace="emotion").one(
-        "Job", "packager"
-    )["spec"]["template"], "only the policy should differ"
+    assert (
+        changed["spec"]["template"]
+        == Render.template(release="es", namespace="emotion").one("Job", "packager")["spec"]["template"]
+    ), "only the policy should differ"
     assert changed["metadata"]["name"] != job_name()
 
 
 def test_mutable_fields_keep_the_job() -> None:
-    assert job_name(
-        set_values=(
-            "packager.ttlSecondsAfterFinished=60",
-            "packager.activeDeadlineSeconds=600",
-            "packager.backoffLimit=1",
+    assert (
+        job_name(
+            set_values=(
+                "packager.ttlSecondsAfterFinished=60",
+                "packager.activeDeadlineSeconds=600",
+                "packager.backoffLimit=1",
+            )
         )
-    ) == job_name()
+        == job_name()
+    )
