@@ -122,8 +122,8 @@ def autoscaling_queries(docs: Sequence[dict[str, Any]]) -> list[tuple[str, str]]
     queries: list[tuple[str, str]] = []
     for doc in docs:
         data = doc.get("data") or {} if doc.get("kind") == "ConfigMap" else {}
-        if "prometheus-adapter.yaml" in data:
-            for rule in yaml.safe_load(data["prometheus-adapter.yaml"])["rules"]:
+        if "config.yaml" in data:
+            for rule in yaml.safe_load(data["config.yaml"])["rules"]:
                 series = rule["seriesQuery"]
                 metric = series.split("{", 1)[0]
                 queries.append((f"adapter {rule['name']['as']} seriesQuery", series))

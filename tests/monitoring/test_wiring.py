@@ -84,9 +84,7 @@ def test_adapter_serves_every_custom_metric_the_hpas_read(docs: list[dict[str, A
         for metric in hpa["spec"]["metrics"]
         if metric["type"] == "Pods"
     }
-    (config,) = [c for c in of_kind(docs, "ConfigMap") if "prometheus-adapter.yaml" in c.get("data", {})]
-    served = {
-        rule["name"]["as"] for rule in yaml.safe_load(config["data"]["prometheus-adapter.yaml"])["rules"]
-    }
+    (config,) = [c for c in of_kind(docs, "ConfigMap") if "config.yaml" in c.get("data", {})]
+    served = {rule["name"]["as"] for rule in yaml.safe_load(config["data"]["config.yaml"])["rules"]}
     assert hpa_metrics == {"emotion_ovms_requests_per_stream", "emotion_triton_pending_requests"}
     assert hpa_metrics <= served
