@@ -36,15 +36,16 @@ data:
 {{- end }}
 
 {{/*
-The two bucket policies: reader (the servers: list and get) and writer (the packager: also put,
-delete and multipart uploads). (dict "bucket" NAME "access" "reader"|"writer")
+The two bucket policies: reader (the servers: list and get) and writer (the packager: also put and
+multipart uploads, listing and aborting the unfinished ones a killed run left). No delete: a publish
+only adds objects. (dict "bucket" NAME "access" "reader"|"writer")
 */}}
 {{- define "emotion-serving.minio.policy" -}}
 {{- $bucketActions := list "s3:GetBucketLocation" "s3:ListBucket" -}}
 {{- $objectActions := list "s3:GetObject" -}}
 {{- if eq .access "writer" -}}
 {{- $bucketActions = append $bucketActions "s3:ListBucketMultipartUploads" -}}
-{{- $objectActions = concat $objectActions (list "s3:PutObject" "s3:DeleteObject" "s3:AbortMultipartUpload" "s3:ListMultipartUploadParts") -}}
+{{- $objectActions = concat $objectActions (list "s3:PutObject" "s3:AbortMultipartUpload" "s3:ListMultipartUploadParts") -}}
 {{- end -}}
 {{- $arn := printf "arn:aws:s3:::%s" .bucket -}}
 {{- toPrettyJson (dict "Version" "2012-10-17" "Statement" (list
