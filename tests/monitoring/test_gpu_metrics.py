@@ -75,7 +75,7 @@ def test_gpu_alert_and_panels_work_on_real_triton_gpu_metrics(
         (GPU, POD, "warning")
     ]
 
-    dashboard = json.loads((tmp_path / "dashboards" / "emotion-serving-triton.json").read_text())
+    dashboard = json.loads(next((tmp_path / "dashboards").glob("*-triton-*.json")).read_text())
     gpu_panels = [p for p in dashboard["panels"] if p["title"].startswith("GPU")]
     assert len(gpu_panels) == 3
     for panel in gpu_panels:
