@@ -39,6 +39,8 @@ GRAFANA_VARIABLES = {
     "$__range": "1h",
     "${namespace}": NAMESPACE,
     "$namespace": NAMESPACE,
+    "${release}": RELEASE,
+    "$release": RELEASE,
     "${job}": f"{RELEASE}-ovms",
     "$job": f"{RELEASE}-ovms",
     "$model": "emotion",

@@ -88,3 +88,19 @@ def test_adapter_serves_every_custom_metric_the_hpas_read(docs: list[dict[str, A
     served = {rule["name"]["as"] for rule in yaml.safe_load(config["data"]["config.yaml"])["rules"]}
     assert hpa_metrics == {"emotion_ovms_requests_per_stream", "emotion_triton_pending_requests"}
     assert hpa_metrics <= served
+
+
+def test_the_comparison_dashboard_shows_only_this_releases_servers(docs: list[dict[str, Any]]) -> None:
+    # Two releases in one namespace record the same emotion:* series, told apart by job <release>-<server>.
+    (config,) = [
+        c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"].endswith("-dashboard-compare")
+    ]
+    (text,) = config["data"].values()
+    dashboard = json.loads(text)
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert (variables["release"]["type"], variables["release"]["query"]) == ("constant", "es")
+    selectors = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    selectors.append(variables["model"]["query"]["query"])
+    assert selectors
+    for selector in selectors:
+        assert 'job=~"$release-(ovms|triton)"' in selector, selector
