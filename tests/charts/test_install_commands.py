@@ -16,7 +16,11 @@ import pytest
 from devstack.chart import CHART, Render
 from devstack.paths import REPO_ROOT
 
-DOCS = [CHART / "README.md", *sorted((REPO_ROOT / "examples" / "values").glob("*.yaml"))]
+DOCS = [
+    REPO_ROOT / "README.md",
+    CHART / "README.md",
+    *sorted((REPO_ROOT / "examples" / "values").glob("*.yaml")),
+]
 # Flags that only matter against a cluster.
 CLUSTER_ONLY = {"--wait", "--wait-for-jobs", "--create-namespace"}
 
@@ -48,8 +52,8 @@ def as_template(argv: list[str]) -> tuple[list[Path], list[str]]:
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_every_documented_install_command_renders(path: Path) -> None:
     commands = [c for c in install_commands(path) if c[3] == "charts/emotion-serving"]
-    if path == CHART / "README.md":
-        assert commands, "the README shows no install command"
+    if path.name == "README.md":
+        assert commands, f"{path} shows no install command"
     for argv in commands:
         values, set_values = as_template(argv)
         Render.template(release=argv[2], namespace="emotion", values=values, set_values=set_values)
