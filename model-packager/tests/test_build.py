@@ -78,7 +78,8 @@ def test_fp32_parity_figures_are_within_the_gate(tree: LocalTree) -> None:
     for backend in ("onnxruntime", "openvino-f32"):
         assert results[backend]["gate"] == "max_abs_logit_diff <= 0.0001"
         assert results[backend]["max_abs_logit_diff"] <= LOGIT_BOUND
-    assert results["openvino-text-f32"]["max_abs_probability_diff"] <= 1e-4
+    assert results["openvino-text-f32"]["gate"] == "max_abs_logit_diff <= 0.0001"
+    assert results["openvino-text-f32"]["max_abs_logit_diff"] <= LOGIT_BOUND
     assert results["triton-tokenizer"]["identical_ids"] == 64
     # The build CPU's own precision (bf16 where it has it) is reported and gates nothing.
     (default,) = (r for name, r in results.items() if name.startswith("openvino-cpu-default-"))
@@ -115,7 +116,9 @@ def test_compressed_precisions_pass_on_label_agreement(
     assert results["openvino-f32"]["gate"] == "label_agreement >= 0.99"
     assert results["openvino-f32"]["label_agreement"] >= 0.99
     assert results["onnxruntime"]["max_abs_logit_diff"] <= LOGIT_BOUND  # ONNX stays FP32
-    assert 0 < results["openvino-f32"]["max_abs_probability_diff"] < 0.05  # reported, and small
+    # In logits: the stand-in's probabilities saturate (measured drift 1e-6 in probabilities for 3.4e-3
+    # (fp16) and 8.1e-3 (int8) in logits). Compressed, so above FP32 noise; far inside the 3-logit margin.
+    assert LOGIT_BOUND < results["openvino-f32"]["max_abs_logit_diff"] < 0.1
     assert "ovms/emotion-text/1/model.xml" not in built.manifest["objects"]  # --text off
     assert built.manifest["models"]["tokenizer"] == {"key": "triton/emotion/1/tokenizer.json"}  # always there
     ir_size = built.manifest["objects"]["ovms/emotion/1/model.bin"]["size"]
@@ -150,7 +153,7 @@ def test_the_gate_compiles_as_the_servers_run(
     results = {r["backend"]: r for r in parity["results"]}
     gate = "max_abs_logit_diff <= 0.0001" if executed == "f32" else "label_agreement >= 0.99"
     assert results[f"openvino-{executed}"]["gate"] == gate
-    assert results[f"openvino-text-{executed}"]["gate"] == gate.replace("logit", "probability")
+    assert results[f"openvino-text-{executed}"]["gate"] == gate
     for served in (results[f"openvino-{executed}"], results[f"openvino-text-{executed}"]):
         assert served["label_agreement"] == 1.0  # every logit is 3 from the boundary: no precision flips it
     assert ("note" in parity) == (inference_precision == "bf16" and executed != "bf16")
