@@ -8,6 +8,7 @@ it, which also finds bytes changed at rest behind the metadata's back (a disk, a
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,11 +35,18 @@ class Audit:
 
 
 def check_version(
-    bucket: Bucket, layout: Layout, version: int, *, depth: str = "metadata", pointers: bool = False
+    bucket: Bucket,
+    layout: Layout,
+    version: int,
+    *,
+    depth: str = "metadata",
+    pointers: bool = False,
+    manifest: dict[str, Any] | None = None,
 ) -> Audit:
-    """Every object the manifest of `version` lists, as it lists it. Pointers (config.pbtxt,
-    labels.txt) hold the served version's content, so they count only with `pointers`."""
-    manifest = bucket.read_json(layout.manifest(version))
+    """Every object the manifest of `version` lists, as it lists it (`manifest`: that manifest, when
+    the caller has read it already). Pointers (config.pbtxt, labels.txt) hold the served version's
+    content, so they count only with `pointers`."""
+    manifest = manifest if manifest is not None else bucket.read_json(layout.manifest(version))
     if manifest is None:
         return Audit(version, (f"{layout.manifest(version)} is missing",))
     problems = []
@@ -51,9 +59,12 @@ def check_version(
     return Audit(version, tuple(problems))
 
 
-def check_ready(bucket: Bucket, layout: Layout, *, depth: str = "metadata") -> Audit | None:
-    """The version READY names, with its manifest's checksum and the pointers; None without READY."""
-    ready = bucket.read_json(layout.ready)
+def check_ready(
+    bucket: Bucket, layout: Layout, *, depth: str = "metadata", ready: dict[str, Any] | None = None
+) -> Audit | None:
+    """The version READY names (`ready`: the document, when the caller has read it already), with its
+    manifest's checksum and the pointers; None without READY."""
+    ready = ready if ready is not None else bucket.read_json(layout.ready)
     if ready is None:
         return None
     version = int(ready["version"])
@@ -62,7 +73,9 @@ def check_ready(bucket: Bucket, layout: Layout, *, depth: str = "metadata") -> A
         return Audit(version, (f"READY names it but {layout.manifest(version)} is missing",))
     if hashlib.sha256(manifest_bytes).hexdigest() != ready.get("sha256"):
         return Audit(version, (f"{layout.manifest(version)} differs from the checksum in READY",))
-    return check_version(bucket, layout, version, depth=depth, pointers=True)
+    return check_version(
+        bucket, layout, version, depth=depth, pointers=True, manifest=json.loads(manifest_bytes)
+    )
 
 
 def _check_object(bucket: Bucket, key: str, entry: dict[str, Any], depth: str) -> str | None:

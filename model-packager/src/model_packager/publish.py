@@ -69,14 +69,14 @@ class _Object:
     data: bytes | None = None  # or generated content (re-versioned pointers)
 
 
-def find_published(bucket: Bucket, layout: Layout, fingerprint: str) -> int | None:
-    """The version whose complete manifest has this fingerprint, if any (newest first: a rerun of the
-    last build, the usual case, costs one read)."""
+def find_published(bucket: Bucket, layout: Layout, fingerprint: str) -> tuple[int, dict[str, Any]] | None:
+    """The version whose complete manifest has this fingerprint, and that manifest, if any (newest
+    first: a rerun of the last build, the usual case, costs one read)."""
     for version, kind in reversed(_version_files(bucket, layout)):
         if kind == "json":
             manifest = bucket.read_json(layout.manifest(version)) or {}
             if manifest.get("fingerprint") == fingerprint:
-                return version
+                return version, manifest
     return None
 
 
@@ -108,17 +108,17 @@ def already_published(
     """
     with reporter.step("check-bucket", bucket=bucket.name):
         bucket.ensure()
-        done = find_published(bucket, layout, fingerprint)
-    if done is None:
+        found = find_published(bucket, layout, fingerprint)
+    if found is None:
         return None
+    done, manifest = found
     with reporter.step("audit", version=done, depth="content") as step:
-        audit = check_version(bucket, layout, done, depth="content")
+        audit = check_version(bucket, layout, done, depth="content", manifest=manifest)
         step["intact"] = audit.intact
     if not audit.intact:
         reporter.info(f"published {audit.summary()}; publishing this build again as a new version")
         return None
     result = PublishResult(version=done, already_published=True)
-    manifest = bucket.read_json(layout.manifest(done)) or {}
     _advance(bucket, layout, manifest, done, reporter=reporter, result=result)
     reporter.info("already published", version=done, fingerprint=fingerprint)
     return result
@@ -142,10 +142,7 @@ def publish_version(*, tree: LocalTree, bucket: Bucket, version: int, reporter: 
     result = PublishResult(version=version)
     objects = _plan(tree, version)
     with reporter.step("upload", version=version, objects=len(objects)) as step:
-        step["aborted_uploads"] = sum(
-            bucket.abort_unfinished(folder)
-            for folder in sorted({o.key.rsplit("/", 1)[0] + "/" for o in objects})
-        )
+        step["aborted_uploads"] = bucket.abort_unfinished({o.key for o in objects})
         for obj in objects:
             _upload(bucket, obj, result)
         step.update(bytes=result.uploaded_bytes, skipped=result.skipped_objects)
@@ -198,12 +195,14 @@ def _advance(
 
 def _move_ready(bucket: Bucket, layout: Layout, version: int, reporter: Reporter) -> None:
     """READY forward to `version` with a conditional write; never backward."""
-    manifest_bytes = bucket.read(layout.manifest(version)) or b""
+    manifest_bytes = None  # read once, and only when READY has to move
     for _ in range(10):
         current = bucket.stat(layout.ready)
         ready = bucket.read_json(layout.ready) if current else None
         if ready is not None and int(ready["version"]) >= version:
             return
+        if manifest_bytes is None:
+            manifest_bytes = bucket.read(layout.manifest(version)) or b""
         document = ready_document(layout, version, manifest_bytes)
         if current is None:
             written = bucket.put(layout.ready, document, create_only=True)

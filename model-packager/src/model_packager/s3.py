@@ -22,7 +22,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -277,18 +277,19 @@ class Bucket:
             ),
         )
 
-    def abort_unfinished(self, prefix: str) -> int:
-        """Abort the multipart uploads under `prefix` that a killed run left (they hold storage, never
-        an object); the number aborted. minio-py has no public call for this: its private pair is
-        pinned with the package (requirements/constraints.txt)."""
+    def abort_unfinished(self, keys: Collection[str]) -> int:
+        """Abort the multipart uploads of these keys that a killed run left (they hold storage, never an
+        object): one listing of the bucket's unfinished uploads; the number aborted. minio-py has no
+        public call for this: its private pair is pinned with the package (requirements/constraints.txt)."""
 
         def run() -> int:
-            found = self.client._list_multipart_uploads(self.name, prefix=prefix)
-            for upload in found.uploads:
+            listed = self.client._list_multipart_uploads(self.name).uploads
+            found = [upload for upload in listed if upload.object_name in keys]
+            for upload in found:
                 self.client._abort_multipart_upload(self.name, upload.object_name, upload.upload_id)
-            return len(found.uploads)
+            return len(found)
 
-        return self.call(f"abort unfinished uploads under {prefix}", run)
+        return self.call("abort unfinished uploads", run)
 
     def put(self, key: str, data: bytes, *, create_only: bool = False, if_match: str | None = None) -> bool:
         """Write a small object. With create_only or if_match the write is conditional (S3 conditional

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 from model_packager.audit import check_ready
 from model_packager.errors import BadInput, Unavailable, WaitTimeout
@@ -41,12 +42,13 @@ def wait_for(
     while True:
         with bucket.until(deadline):
             state, ready = _state(bucket, layout)
-            if ready is not None and (version is None or ready >= version):
-                problem = _damage(bucket, layout, depth)
+            named = None if ready is None else int(ready["version"])
+            if named is not None and (version is None or named >= version):
+                problem = _damage(bucket, layout, ready, depth)
                 if problem is None:
-                    reporter.info("published", name=name, version=ready, depth=depth)
-                    return ready
-                state = f"READY names {ready}, but {problem}"
+                    reporter.info("published", name=name, version=named, depth=depth)
+                    return named
+                state = f"READY names {named}, but {problem}"
         if state != last_state:
             reporter.info("waiting", name=name, wanted=version or "any", state=state)
             last_state = state
@@ -67,7 +69,7 @@ def check_timing(*, timeout: float, poll: float) -> None:
         raise BadInput(f"poll interval must be a positive number of seconds, not {poll:g}")
 
 
-def _state(bucket: Bucket, layout: Layout) -> tuple[str, int | None]:
+def _state(bucket: Bucket, layout: Layout) -> tuple[str, dict[str, Any] | None]:
     try:
         if not bucket.exists():
             return "the bucket does not exist yet", None
@@ -76,15 +78,14 @@ def _state(bucket: Bucket, layout: Layout) -> tuple[str, int | None]:
         return f"the S3 server does not answer: {err.message}", None
     if ready is None:
         return f"{layout.ready} does not exist yet", None
-    return f"READY names version {ready['version']}", int(ready["version"])
+    return f"READY names version {ready['version']}", ready
 
 
-def _damage(bucket: Bucket, layout: Layout, depth: str) -> str | None:
+def _damage(bucket: Bucket, layout: Layout, ready: dict[str, Any], depth: str) -> str | None:
     """What is wrong with the version READY names, or None when it is whole."""
     try:
-        audit = check_ready(bucket, layout, depth=depth)
+        audit = check_ready(bucket, layout, depth=depth, ready=ready)
     except Unavailable as err:
         return f"the S3 server does not answer: {err.message}"
-    if audit is None:
-        return f"{layout.ready} is gone"
+    assert audit is not None  # READY was given
     return None if audit.intact else audit.summary()
