@@ -202,9 +202,21 @@ def s3_env(s3_server: S3Server) -> dict[str, str]:
 
 
 @pytest.fixture
-def endpoint(s3_server: S3Server, bucket_name: str, monkeypatch: pytest.MonkeyPatch) -> Endpoint:
-    """The test's own bucket on the session's S3 server, with its keys in the environment, for
-    tests that call the library (Bucket(endpoint)) rather than the command line."""
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
-    return Endpoint(url=s3_server.endpoint, bucket=bucket_name, budget=30)
+def endpoint_of(monkeypatch: pytest.MonkeyPatch) -> Callable[[S3Server, str], Endpoint]:
+    """A bucket of an S3 server as the library takes it (Bucket(endpoint)), the server's keys set in
+    the environment for the test: for tests that call the library rather than the command line."""
+
+    def make(s3: S3Server, bucket: str) -> Endpoint:
+        for name, value in s3.env().items():
+            monkeypatch.setenv(name, value)
+        return Endpoint(url=s3.endpoint, bucket=bucket, budget=30)
+
+    return make
+
+
+@pytest.fixture
+def endpoint(
+    endpoint_of: Callable[[S3Server, str], Endpoint], s3_server: S3Server, bucket_name: str
+) -> Endpoint:
+    """The test's own bucket on the session's S3 server."""
+    return endpoint_of(s3_server, bucket_name)

@@ -67,6 +67,14 @@ def build(packager, model: Path | str, out: Path, *args: str, env: dict[str, str
     )
 
 
+def refused(packager, model: Path | str, out: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """`build` refused as bad input (exit 3) with nothing written: its one-line message."""
+    result = build(packager, model, out, *args, env=env)
+    assert result.code == ExitCode.BAD_INPUT, result.stderr
+    assert_nothing_written(out)
+    return result.error
+
+
 # -- checkpoints ----------------------------------------------------------------------------------
 
 
@@ -78,13 +86,11 @@ def build(packager, model: Path | str, out: Path, *args: str, env: dict[str, str
 def test_a_checkpoint_without_a_vocabulary_is_refused(packager, checkpoint, tmp_path, without) -> None:
     """transformers would fall back to a 5-token vocabulary (every word [UNK]) and pass the gate."""
     model = checkpoint(without=without)
-    result = build(packager, model, tmp_path / "out")
-    assert result.code == ExitCode.BAD_INPUT, result.stderr
-    assert result.error == (
+    error = refused(packager, model, tmp_path / "out")
+    assert error == (
         f"model-packager: {model} has no tokenizer: it needs tokenizer.json, vocab.txt, vocab.json "
         "or a SentencePiece *.model next to config.json"
     )
-    assert_nothing_written(tmp_path / "out")
 
 
 def test_a_tokenizer_with_ids_beyond_the_embedding_is_refused(packager, stand_in, tmp_path) -> None:
@@ -99,13 +105,11 @@ def test_a_tokenizer_with_ids_beyond_the_embedding_is_refused(packager, stand_in
     BertForSequenceClassification(config).save_pretrained(model)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (model / name).symlink_to(stand_in / name)
-    result = build(packager, model, tmp_path / "out")
-    assert result.code == ExitCode.BAD_INPUT, result.stderr
-    assert result.error == (
+    error = refused(packager, model, tmp_path / "out")
+    assert error == (
         f"model-packager: the tokenizer of {model} has token ids up to 83827, beyond the model's 1000 "
         "embeddings (vocab_size in config.json): it is not this model's tokenizer"
     )
-    assert_nothing_written(tmp_path / "out")
 
 
 @pytest.mark.parametrize("cut", ["half", "header"])
@@ -114,19 +118,17 @@ def test_truncated_safetensors_are_refused(packager, checkpoint, stand_in, tmp_p
     header = 8 + int.from_bytes(weights[:8], "little")
     kept = weights[: len(weights) // 2] if cut == "half" else weights[:100]
     model = checkpoint(files={"model.safetensors": kept})
-    result = build(packager, model, tmp_path / "out")
-    assert result.code == ExitCode.BAD_INPUT, result.stderr
+    error = refused(packager, model, tmp_path / "out")
     if cut == "half":
-        assert result.error == (
+        assert error == (
             f"model-packager: {model / 'model.safetensors'} is truncated: it holds {len(kept) - header} "
             f"bytes of tensors, its header describes {len(weights) - header}"
         )
     else:
-        assert result.error == (
+        assert error == (
             f"model-packager: {model / 'model.safetensors'} is not a whole safetensors file: "
             "its header is cut short or missing"
         )
-    assert_nothing_written(tmp_path / "out")
 
 
 THREE = {str(i): label for i, label in enumerate(("joy", "sadness", "anger"))}
@@ -151,10 +153,8 @@ def test_labels_that_disagree_with_the_weights_are_refused(
     packager, checkpoint, stand_in, tmp_path, changes, message
 ) -> None:
     model = checkpoint(files={"config.json": _config(stand_in, **changes)})
-    result = build(packager, model, tmp_path / "out")
-    assert result.code == ExitCode.BAD_INPUT, result.stderr
-    assert result.error == "model-packager: " + message.format(model=model)
-    assert_nothing_written(tmp_path / "out")
+    error = refused(packager, model, tmp_path / "out")
+    assert error == "model-packager: " + message.format(model=model)
 
 
 @pytest.mark.parametrize(
@@ -171,21 +171,17 @@ def test_labels_that_disagree_with_the_weights_are_refused(
 )  # fmt: skip
 def test_a_config_that_is_not_an_object_is_refused(packager, checkpoint, tmp_path, content, problem) -> None:
     model = checkpoint(files={"config.json": content})
-    result = build(packager, model, tmp_path / "out")
-    assert result.code == ExitCode.BAD_INPUT, result.stderr
-    assert result.error == f"model-packager: {model / 'config.json'} {problem}"
-    assert_nothing_written(tmp_path / "out")
+    error = refused(packager, model, tmp_path / "out")
+    assert error == f"model-packager: {model / 'config.json'} {problem}"
 
 
 def test_max_length_above_the_positions_is_refused(packager, stand_in, tmp_path) -> None:
     """The ONNX graph would fail on any text longer than the model's 2048 position embeddings."""
-    result = build(packager, stand_in, tmp_path / "out", "--max-length", "4096")
-    assert result.code == ExitCode.BAD_INPUT, result.stderr
-    assert result.error == (
+    error = refused(packager, stand_in, tmp_path / "out", "--max-length", "4096")
+    assert error == (
         f"model-packager: max length 4096 is more than the 2048 positions of {stand_in} "
         "(max_position_embeddings in config.json)"
     )
-    assert_nothing_written(tmp_path / "out")
 
 
 def _truncated(checkpoint: Checkpoint, stand_in: Path) -> Path:
@@ -239,10 +235,8 @@ def test_a_missing_relative_folder_is_bad_input_not_unavailable(
     a missing folder (retrying cannot fix it), not a hub outage (exit 6, retried)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models").mkdir()
-    result = build(packager, model, tmp_path / "out", env={"HF_HOME": str(tmp_path / "hf")})
-    assert result.code == ExitCode.BAD_INPUT, result.stderr
-    assert result.error == f"model-packager: {model} is not a folder holding a HuggingFace checkpoint{detail}"
-    assert_nothing_written(tmp_path / "out")
+    error = refused(packager, model, tmp_path / "out", env={"HF_HOME": str(tmp_path / "hf")})
+    assert error == f"model-packager: {model} is not a folder holding a HuggingFace checkpoint{detail}"
 
 
 # -- endpoints, region, timing options --------------------------------------------------------------

@@ -8,7 +8,6 @@ tests watch its data folder to know how far the publish got.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -18,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +24,7 @@ import pytest
 from devstack.s3 import S3Server
 from model_packager.layout import version_of
 from model_packager.manifest import LocalTree, dump
-from model_packager.s3 import Bucket, Endpoint
+from model_packager.s3 import Bucket
 
 
 def _objects(s3: S3Server, bucket: str) -> dict[str, dict]:
@@ -200,7 +198,7 @@ def _wait_for_file(path: Path, proc: subprocess.Popen, timeout: float = 120) -> 
     ],
 )
 def test_killed_publish_leaves_nothing_partial_and_a_rerun_completes(
-    trigger, packager, tree, fresh_s3, bucket_name, s3_env, one_version
+    trigger, packager, tree, fresh_s3, bucket_name, s3_env, one_version, endpoint_of
 ) -> None:
     """SIGKILL once `trigger` is complete in the bucket (the gateway writes an object's file at the
     end of its upload). Nothing a server would load is partial; the rerun resumes version 1 and ends
@@ -222,27 +220,13 @@ def test_killed_publish_leaves_nothing_partial_and_a_rerun_completes(
     objects = _objects(fresh_s3, bucket_name)
     assert set(_expected(tree, 1)) <= set(objects)
     assert "manifests/emotion/READY" in objects
-    with _bucket(fresh_s3, bucket_name) as bucket:
-        assert one_version(bucket) == 1
-        assert bucket.client._list_multipart_uploads(bucket_name).uploads == []
-
-
-@contextlib.contextmanager
-def _bucket(s3: S3Server, name: str) -> Iterator[Bucket]:
-    saved = {k: os.environ.get(k) for k in s3.env()}
-    os.environ.update(s3.env())
-    try:
-        yield Bucket(Endpoint(url=s3.endpoint, bucket=name, budget=30))
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    bucket = Bucket(endpoint_of(fresh_s3, bucket_name))
+    assert one_version(bucket) == 1
+    assert bucket.client._list_multipart_uploads(bucket_name).uploads == []
 
 
 def test_a_frozen_s3_server_fails_the_publish_within_its_budget_and_a_rerun_completes(
-    packager, tree, fresh_s3, bucket_name, one_version
+    packager, tree, fresh_s3, bucket_name, one_version, endpoint_of
 ) -> None:
     """The gateway SIGSTOPped mid-publish: it accepts connections and answers nothing. The publish
     gives up within its retry budget (exit 6) instead of waiting on the SDK's 60 s read timeout;
@@ -265,8 +249,7 @@ def test_a_frozen_s3_server_fails_the_publish_within_its_budget_and_a_rerun_comp
                      env=fresh_s3.env())  # fmt: skip
     assert rerun.code == 0, rerun.stderr
     assert rerun.json["version"] == 1
-    with _bucket(fresh_s3, bucket_name) as bucket:
-        assert one_version(bucket) == 1
+    assert one_version(Bucket(endpoint_of(fresh_s3, bucket_name))) == 1
 
 
 def test_s3_server_gone_mid_publish_fails_within_the_budget_and_a_rerun_completes(

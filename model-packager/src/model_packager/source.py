@@ -180,7 +180,7 @@ def _config(path: Path, model: str) -> dict[str, Any]:
         not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures)
     ):
         raise BadInput(f"architectures in {config_path} must be a list of class names, not {architectures!r}")
-    _label_count(config, where=config_path)
+    _check_labels(config, config_path)
     return config
 
 
@@ -198,21 +198,25 @@ def _json_kind(value: Any) -> str:
     return "null" if value is None else kinds.get(type(value), type(value).__name__)
 
 
-def _label_count(config: dict[str, Any], *, where: Path | None = None) -> int:
-    """num_labels, else the size of id2label, else transformers' default of 2; with `where`, refuse
-    a config whose two disagree or whose id2label does not number the labels 0 to N-1."""
+def _label_count(config: dict[str, Any]) -> int:
+    """num_labels, else the size of id2label, else transformers' default of 2."""
+    return config.get("num_labels") or len(config.get("id2label") or {}) or 2
+
+
+def _check_labels(config: dict[str, Any], where: Path) -> None:
+    """Refuse an id2label that does not number the labels 0 to N-1, or that num_labels contradicts."""
     id2label, count = config.get("id2label"), config.get("num_labels")
-    if where is not None and id2label is not None:
-        if not isinstance(id2label, dict) or not id2label:
-            raise BadInput(f"id2label in {where} must be an object naming the labels, not {id2label!r}")
-        if sorted(str(k) for k in id2label) != sorted(str(i) for i in range(len(id2label))):
-            raise BadInput(
-                f"id2label in {where} must number its labels 0 to {len(id2label) - 1}, "
-                f"not {', '.join(sorted(map(str, id2label)))}"
-            )
-        if count is not None and count != len(id2label):
-            raise BadInput(f"{where} says num_labels {count} but its id2label names {len(id2label)} labels")
-    return count or len(id2label or {}) or 2
+    if id2label is None:
+        return
+    if not isinstance(id2label, dict) or not id2label:
+        raise BadInput(f"id2label in {where} must be an object naming the labels, not {id2label!r}")
+    if sorted(str(k) for k in id2label) != sorted(str(i) for i in range(len(id2label))):
+        raise BadInput(
+            f"id2label in {where} must number its labels 0 to {len(id2label) - 1}, "
+            f"not {', '.join(sorted(map(str, id2label)))}"
+        )
+    if count is not None and count != len(id2label):
+        raise BadInput(f"{where} says num_labels {count} but its id2label names {len(id2label)} labels")
 
 
 def _check_classifier(config: dict[str, Any], model: str) -> None:
