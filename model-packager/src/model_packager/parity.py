@@ -10,8 +10,9 @@ with whatever the CPU that runs the build prefers. Bounds:
   decisions, with the worst probability drift reported.
 - Triton's dependency-free tokenizer: the same ids as the HuggingFace tokenizer for every sentence.
 
-The build CPU's own default precision (bf16 on CPUs with AVX-512 bf16 or AMX) is reported for
-information and gates nothing, unless the servers run without a hint (`default`).
+The build CPU's own default precision (bf16 on CPUs with AVX-512 bf16 or AMX) is reported
+(`cpu_default_precision`), and where it differs from what serves, its figures too, for information:
+it gates nothing, unless the servers run without a hint (`default`).
 """
 
 from __future__ import annotations
@@ -114,7 +115,9 @@ def check(
     exact = precision == "fp32" and served.executes == "f32"
     token = _compare(served.backend(), run(lambda b: served.model(b)["logits"]), reference, activation)
     checked.append((token, _bound(token, "max_abs_logit_diff", LOGIT_BOUND) if exact else _agreement(token)))
-    if inference_precision != "default":
+    # What this CPU runs without a hint: compiled and reported only when it is not what serves.
+    cpu_default = core.get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+    if cpu_default != served.executes:
         cpu = Compiled.of(core, artifacts.ir, "default")
         info = _compare(
             cpu.backend("cpu-default"), run(lambda b: cpu.model(b)["logits"]), reference, activation
@@ -130,11 +133,18 @@ def check(
     if artifacts.char_table is not None:
         result = _tokenizer_parity(loaded, artifacts.char_table, sentences, max_length)
         checked.append((result, _agreement(result, bound=1.0)))
-    return _verdict(checked, sentences=len(sentences), precision=precision, served=served)
+    return _verdict(
+        checked, sentences=len(sentences), precision=precision, served=served, cpu_default=cpu_default
+    )
 
 
 def _verdict(
-    checked: list[tuple[dict[str, Any], str | None]], *, sentences: int, precision: str, served: Compiled
+    checked: list[tuple[dict[str, Any], str | None]],
+    *,
+    sentences: int,
+    precision: str,
+    served: Compiled,
+    cpu_default: str,
 ) -> dict[str, Any]:
     failed = [gate for _, gate in checked if gate is not None]
     report = {
@@ -142,6 +152,7 @@ def _verdict(
         "precision": precision,
         "inference_precision": served.requested,
         "executed_precision": served.executes,
+        "cpu_default_precision": cpu_default,
         "results": [result for result, _ in checked],
         "passed": not failed,
     }
