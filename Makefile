@@ -76,16 +76,16 @@ apt: ## Debian packages (prometheus, promtool, libpython3.11); needs root or sud
 	fi
 
 .PHONY: venv
-venv: $(VENV)/.installed ## Python environment (.venv) from requirements/ and the three local packages
+venv: $(VENV)/.installed ## Python environment (.venv) from requirements/ and the four local packages
 
 $(VENV)/.installed: requirements/runtime.in requirements/dev.in requirements/constraints.txt \
-		devstack/pyproject.toml model-packager/pyproject.toml load-tests/pyproject.toml
+		contract/pyproject.toml devstack/pyproject.toml model-packager/pyproject.toml load-tests/pyproject.toml
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	# Wheels are kept in $(WHEELS): pip's own HTTP cache stores nothing with this registry.
 	$(PY) -m pip download -q -d $(WHEELS) -r requirements/dev.in -c requirements/constraints.txt
 	$(PY) -m pip install -q --no-index --find-links $(WHEELS) -r requirements/dev.in -c requirements/constraints.txt
 	$(PY) -m pip install -q --no-index --no-build-isolation --no-deps \
-		-e devstack -e model-packager -e load-tests
+		-e contract -e devstack -e model-packager -e load-tests
 	touch $@
 
 .PHONY: lock
@@ -195,4 +195,4 @@ clean: ## Remove the environment, the tools and the caches
 
 .PHONY: demo
 demo: setup ## The main job on this machine: S3, packager, Triton, OVMS checks, Prometheus, a load test, a report
-	$(PY) -m devstack demo --out $(CACHE)/demo
+	$(PY) -m devstack demo --output $(CACHE)/demo

@@ -79,7 +79,7 @@ def backends(tree: Path, checkpoint: Path, sample: list[str]) -> dict[str, Any]:
     onnx_path = tree / "triton/emotion/1/model.onnx"
     int8_xml = convert_ir(
         onnx_path=onnx_path,
-        output=tree.parent / "int8",
+        xml=tree.parent / "int8" / "model.xml",
         precision="int8",
         calibration=[tokenize(loaded, [s], max_length=128) for s in sample],
     )

@@ -12,8 +12,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from emotion_contract.errors import BadInput, CredentialsRefused
 from loadtest.corpus import load_corpus
-from loadtest.errors import BadInput
 from loadtest.package import open_package
 from loadtest.prepare import prepare_inputs, requests_for
 
@@ -152,8 +152,8 @@ def test_package_from_s3_matches_the_folder(
     np.testing.assert_array_equal(from_s3.reference, from_folder.reference)
     np.testing.assert_array_equal(from_s3.ids, from_folder.ids)
 
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
-    with pytest.raises(BadInput) as err:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")  # refused keys: exit 5 here as in the packager
+    with pytest.raises(CredentialsRefused) as err:
         open_package(source=f"s3://{bucket_name}/published", name="emotion", s3_endpoint=s3_server.endpoint)
     where = f"package s3://{bucket_name}/published on {s3_server.endpoint}"
     assert err.value.message == (

@@ -25,12 +25,13 @@ from pathlib import Path
 import pytest
 
 from devstack.s3 import S3Server
+from emotion_contract.documents import dump
+from emotion_contract.layout import Layout
+from emotion_contract.logs import Reporter
+from emotion_contract.s3 import Bucket, Endpoint
 from model_packager import cli
 from model_packager.build import BuildOptions, build
-from model_packager.layout import Layout
-from model_packager.manifest import LocalTree, dump
-from model_packager.progress import Reporter
-from model_packager.s3 import Bucket, Endpoint
+from model_packager.manifest import LocalTree
 from model_packager.standin import build_stand_in
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ru-emotions" / "valid.csv"

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from devstack.s3 import S3Server
+from emotion_contract.documents import dump
+from emotion_contract.layout import Layout
+from emotion_contract.logs import Reporter
+from emotion_contract.s3 import Bucket, Endpoint
 from model_packager.audit import check_ready, check_version
-from model_packager.layout import Layout
-from model_packager.manifest import LocalTree, dump
-from model_packager.progress import Reporter
+from model_packager.manifest import LocalTree
 from model_packager.publish import publish
-from model_packager.s3 import Bucket, Endpoint
 
 LAYOUT = Layout("emotion")
 DAMAGED = "triton/emotion/1/model.onnx"

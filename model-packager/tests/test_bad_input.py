@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from model_packager.errors import ExitCode
-from model_packager.s3 import MIN_REQUEST_WAIT
+from emotion_contract.errors import ExitCode
+from emotion_contract.s3 import MIN_REQUEST_WAIT
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens there
 #: No test reaches the real hub. Not HF_HUB_OFFLINE: huggingface_hub reads that once, at its first

@@ -10,12 +10,13 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
+from emotion_contract.documents import file_sha256
+from emotion_contract.logs import Reporter
 from model_packager import export
 from model_packager.build import BuildOptions, build
 from model_packager.manifest import LocalTree
 from model_packager.parity import LOGIT_BOUND, Artifacts, check
-from model_packager.progress import Reporter
-from model_packager.source import file_sha256, resolve
+from model_packager.source import resolve
 
 EXPECTED_KEYS = {
     "ovms/emotion/1/model.xml",

@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 
 from devstack.s3 import S3Server
-from model_packager.layout import version_of
-from model_packager.manifest import LocalTree, dump
-from model_packager.s3 import Bucket
+from emotion_contract.documents import dump
+from emotion_contract.layout import version_of
+from emotion_contract.s3 import Bucket
+from model_packager.manifest import LocalTree
 
 
 def _objects(s3: S3Server, bucket: str) -> dict[str, dict]:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from model_packager.layout import Layout, upload_order, version_of
+from emotion_contract.layout import Layout, upload_order, version_of
+from emotion_contract.logs import Reporter
+from emotion_contract.s3 import Bucket, Endpoint
 from model_packager.manifest import LocalTree
-from model_packager.progress import Reporter
 from model_packager.publish import PublishResult, publish
-from model_packager.s3 import Bucket, Endpoint
 
 STALL_SECONDS = 120  # the most a stalled publisher waits for the test (a safety net, never reached)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from devstack.s3 import S3Server
-from model_packager.errors import ExitCode
+from emotion_contract.errors import ExitCode
 
 
 def _openssl(*args: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from devstack.chart import CHART, ChartError, Render
+from emotion_contract.servers import SERVERS
 from loadtest.cli import build_parser as loadtest_parser
 from model_packager import cli as packager_cli
 
@@ -88,8 +89,8 @@ def test_helm_test_runs_a_smoke_check_loadtest_accepts(default_render: list[dict
         "ovms=es-emotion-serving-ovms.emotion.svc:8000",
         "triton=es-emotion-serving-triton.emotion.svc:8000",
     ]
-    assert (args.protocol, args.model, args.package) == ("http", "emotion", "s3://models")
-    assert args.s3_endpoint == "http://es-emotion-serving-minio.emotion.svc:9000"
+    assert (args.protocol, args.name, args.package) == ("http", "emotion", "s3://models")
+    assert args.endpoint == "http://es-emotion-serving-minio.emotion.svc:9000"
 
 
 def test_helm_test_over_grpc_without_the_text_model() -> None:
@@ -101,6 +102,15 @@ def test_helm_test_over_grpc_without_the_text_model() -> None:
         "triton=es-emotion-serving-triton.emotion.svc:8001",
     ]
     assert args.input == ("tokens",)
+
+
+def test_the_contracts_server_ports_are_the_charts(default_render: Render) -> None:
+    """emotion_contract.servers and the chart's `emotion-serving.ports` helper name the same ports."""
+    for spec in SERVERS.values():
+        pod = default_render.pod("Deployment", spec.name)
+        server = next(c for c in pod["spec"]["containers"] if c["name"] == spec.name)
+        assert {p["name"]: p["containerPort"] for p in server["ports"]} == spec.ports, spec.name
+        assert spec.metrics_port in spec.ports
 
 
 def test_helm_refuses_a_cluster_older_than_kubernetes_1_30() -> None:

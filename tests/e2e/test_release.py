@@ -76,7 +76,7 @@ def test_the_rendered_release_runs_end_to_end(published: Release, tmp_path: Path
     metrics = "http://" + published.loop.address("e2e-emotion-serving-triton", 8002) + "/metrics"
     load = published.run_argv(
         [sys.executable, "-m", "loadtest", "run", f"--target=triton={triton}", f"--metrics=triton={metrics}",
-         "--protocol=grpc", f"--package=s3://{published.bucket}", f"--s3-endpoint={published.s3.endpoint}",
+         "--protocol=grpc", f"--package=s3://{published.bucket}", f"--endpoint={published.s3.endpoint}",
          "--concurrency=2", "--duration=4s", "--warmup=1s", "--workers=1", f"--output={tmp_path / 'report'}",
          # This checks the wiring, not speed: on a busy 2-core machine the client's loop may lag.
          "--max-lag=500ms"],

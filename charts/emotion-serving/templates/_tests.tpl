@@ -46,9 +46,9 @@ spec:
         - --target={{ . }}={{ include "emotion-serving.componentName" (dict "ctx" $ "component" .) }}.{{ $.Release.Namespace }}.svc:{{ get (get $ports .) $t.protocol }}
         {{- end }}
         - --protocol={{ $t.protocol }}
-        - --model={{ .Values.global.model.name }}
+        - --name={{ .Values.global.model.name }}
         - --package=s3://{{ .Values.global.s3.bucket }}
-        - --s3-endpoint={{ include "emotion-serving.s3.endpoint" . }}
+        - --endpoint={{ include "emotion-serving.s3.endpoint" . }}
         {{- with .Values.global.model.version }}
         - --version={{ . }}
         {{- end }}

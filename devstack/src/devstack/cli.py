@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from devstack import demo
+from emotion_contract.cli import add_log_format, add_old_spelling, boundary
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,7 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "demo", help="render the chart, run its release on loopback, load-test it, report"
     )
-    run.add_argument("--out", type=Path, default=Path(".cache/demo"), help="working folder and report")
+    run.add_argument("--output", type=Path, default=Path(".cache/demo"), help="working folder and report")
+    add_old_spelling(run, "--out", "--output", dest="output", type=Path)
+    add_log_format(parser)
     run.add_argument(
         "--model", default=demo.DEFAULT_MODEL, help="hub id the packager Job builds when the hub answers"
     )
@@ -26,7 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return demo.main(args.out.resolve(), model=args.model, duration=args.duration)
+    return boundary(
+        "devstack",
+        lambda: demo.main(args.output.resolve(), model=args.model, duration=args.duration),
+        log_format=args.log_format,
+    )
 
 
 if __name__ == "__main__":

@@ -35,14 +35,14 @@ from devstack.process import ManagedProcess, free_port, http_status
 from devstack.prometheus import Prometheus, ScrapeTarget
 from devstack.s3 import S3Server
 from devstack.triton import command, environment
+from emotion_contract.servers import SERVERS
 
 LOCAL_TRITON_CONFIG = "python"
 #: Where each server serves its metrics: the path, and the flag that sets the listening port (OVMS:
 #: docs/metrics.md, on the REST port; Triton: docs/user_guide/metrics.md, which answers on any path,
 #: so only this check catches a wrong one; MinIO: its cluster metrics endpoint, on the API port).
 METRICS = {
-    "ovms": ("ovms", "/metrics", "--rest_port"),
-    "triton": ("triton", "/metrics", "--metrics-port"),
+    **{spec.name: (spec.name, spec.metrics_path, spec.metrics_flag) for spec in SERVERS.values()},
     "minio": ("minio", "/minio/v2/metrics/cluster", "--address"),
 }
 _KINDS = {"minio": "StatefulSet"}  # workload kinds that are not a Deployment

@@ -1,8 +1,7 @@
 """The `loadtest` command line: parse and check every option, then call the library.
 
-Exit codes (errors.ExitCode, documented in docs/loadtest.md): 0 ok, 1 bug, 2 usage, 3 bad input,
-4 threshold breached, 5 invalid run, 6 target unavailable or died, 7 smoke check failed, 8 regression,
-130 interrupted.
+Exit codes are the project's one table (emotion_contract.errors, docs/contracts.md); the contract's boundary
+prints an expected failure on one line and handles SIGTERM as Ctrl-C (a partial report, exit 130).
 """
 
 from __future__ import annotations
@@ -10,14 +9,14 @@ from __future__ import annotations
 import argparse
 import math
 import re
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from emotion_contract.cli import add_log_format, add_old_spelling, boundary, exit_codes_epilog
+from emotion_contract.errors import BadInput, ExitCode
 from loadtest import __version__
-from loadtest.errors import BadInput, ExitCode, LoadTestError
 
 _DURATION = re.compile(r"^(-?)(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -135,6 +134,12 @@ def input_kinds(text: str) -> tuple[str, ...]:
     return kinds
 
 
+EXIT_CODES = (
+    ExitCode.OK, ExitCode.BUG, ExitCode.USAGE, ExitCode.BAD_INPUT, ExitCode.CREDENTIALS, ExitCode.UNAVAILABLE,
+    ExitCode.THRESHOLD, ExitCode.INVALID, ExitCode.SMOKE, ExitCode.REGRESSION, ExitCode.INTERRUPTED,
+)  # fmt: skip
+
+
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
     """Where the targets are and where the inputs come from: the same for `run` and `smoke`."""
     parser.add_argument(
@@ -143,7 +148,8 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--protocol", choices=("grpc", "http"), default="grpc", help="KServe v2 over gRPC or HTTP"
     )
-    parser.add_argument("--model", default="emotion", help="the packaged model's name (default: emotion)")
+    parser.add_argument("--name", default="emotion", help="the packaged model's name (default: emotion)")
+    add_old_spelling(parser, "--model", "--name", dest="name")
     parser.add_argument(
         "--package",
         required=True,
@@ -151,7 +157,11 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
         help="the packaged model: a folder, or a bucket (keys: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)",
     )
     parser.add_argument(
-        "--s3-endpoint", metavar="URL", help="S3 endpoint for an s3:// package, http(s)://host:port"
+        "--endpoint", metavar="URL", help="S3 endpoint for an s3:// package, http(s)://host:port"
+    )
+    add_old_spelling(parser, "--s3-endpoint", "--endpoint", dest="endpoint")
+    parser.add_argument(
+        "--ca-bundle", type=Path, metavar="FILE", help="CA certificates for an https endpoint"
     )
     parser.add_argument(
         "--version", type=positive_int, help="the package version to use (default: the one READY names)"
@@ -174,10 +184,21 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="loadtest", description="Fair, open-loop-correct load tests of KServe v2 servers.")
+    parser = Parser(
+        prog="loadtest",
+        description="Fair, open-loop-correct load tests of KServe v2 servers.",
+        epilog=exit_codes_epilog(*EXIT_CODES),
+    )
     parser.add_argument("--version", action="version", version=f"loadtest {__version__}")
+    add_log_format(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_run_parser, _smoke_parser, _compare_parser, _release_parser):
+        command = add(commands)
+        command.set_defaults(command_parser=command)
+    return parser
 
+
+def _run_parser(commands: Any) -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run load levels against every target and write a report")
     _add_source_options(run)
     run.add_argument(
@@ -191,10 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--input",
         choices=("tokens", "text"),
         default="tokens",
-        help="token ids, or raw text (model NAME-text)",
+        help="token ids, or raw text (the manifest's text model, NAME-text)",
     )
     run.add_argument(
-        "--served-model", metavar="NAME", help="the model's name on the servers (default: MODEL[-text])"
+        "--served-model", metavar="NAME", help="the model's name on the servers (default: the manifest's)"
     )
     load = run.add_mutually_exclusive_group(required=True)
     load.add_argument("--concurrency", type=int_list, metavar="N[,N...]", help="closed loop: users per level")
@@ -211,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--search-steps", type=positive_int, default=5, help="SLO search: bisection probes (default 5)"
     )
+    _timing_options(run)
+    _threshold_options(run)
+    run.add_argument("--output", type=Path, required=True, help="folder for report.json, report.md, plots/")
+    return run
+
+
+def _timing_options(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--duration", type=positive_duration, default=30.0, help="measured time per level (default: 30s)"
     )
@@ -234,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=1000,
         help="open loop: requests out at once (default: 1000)",
     )
+    run.add_argument(
+        "--seed", type=non_negative_int, default=1, help="seed of the Poisson arrivals (0 or more)"
+    )
+
+
+def _threshold_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--slo-p99-ms", type=positive_float, help="threshold: p99 latency bound in ms")
     run.add_argument(
         "--max-error-rate", type=fraction, default=0.01, help="threshold: errors / requests (0.01)"
@@ -251,11 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="threshold: an interval whose throughput is under this share of the level's median is a stall "
         "(default: 0.1; 0: off)",
     )
-    run.add_argument(
-        "--seed", type=non_negative_int, default=1, help="seed of the Poisson arrivals (0 or more)"
-    )
-    run.add_argument("--output", type=Path, required=True, help="folder for report.json, report.md, plots/")
 
+
+def _smoke_parser(commands: Any) -> argparse.ArgumentParser:
     smoke = commands.add_parser(
         "smoke", help="a few labelled sentences to every target: shapes, reference, agreement"
     )
@@ -267,7 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="models to ask: tokens, text or tokens,text (default: what the package has)",
     )
     smoke.add_argument("--sentences", type=positive_int, default=12, help="sentences to send (default: 12)")
+    return smoke
 
+
+def _compare_parser(commands: Any) -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="is NEW better or worse than OLD beyond run-to-run noise?")
     compare.add_argument("old", type=Path, metavar="OLD", help="report.json or its folder")
     compare.add_argument("new", type=Path, metavar="NEW", help="report.json or its folder")
@@ -277,7 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.05,
         help="smallest relative change that counts (default: 0.05)",
     )
+    return compare
 
+
+def _release_parser(commands: Any) -> argparse.ArgumentParser:
     release = commands.add_parser(
         "release",
         help="`run` against a deployed release through kubectl port-forward (what `make loadtest` runs)",
@@ -295,9 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument(
         "run_args", nargs=argparse.REMAINDER, metavar="-- RUN-OPTIONS", help="options for `run`"
     )
-    for command in (run, smoke, compare, release):
-        command.set_defaults(command_parser=command)
-    return parser
+    return release
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -310,107 +346,94 @@ def _check(args: argparse.Namespace) -> None:
             parser.error("--interval must be at most --duration")
 
 
-def _terminated(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM (a Job's pod deleted, `timeout`): stop as Ctrl-C does
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     _check(args)
-    previous = signal.signal(signal.SIGTERM, _terminated)
-    try:
-        return int(_dispatch(args))
-    except LoadTestError as err:
-        print(f"loadtest: {err.message}", file=sys.stderr)
-        return int(err.code)
-    except KeyboardInterrupt:
-        print("loadtest: interrupted", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    handler = {"run": _run, "smoke": _smoke, "compare": _compare, "release": _release}[args.command]
+    return boundary("loadtest", lambda: handler(args), log_format=args.log_format)
 
 
-def _dispatch(args: argparse.Namespace) -> ExitCode:
-    if args.command == "run":
-        from loadtest.runner import RunConfig, default_workers, run_load
-        from loadtest.targets import parse_targets
+def _run(args: argparse.Namespace) -> ExitCode:
+    from loadtest.runner import RunConfig, default_workers, run_load
+    from loadtest.targets import parse_targets
 
-        text = args.input == "text"
-        config = RunConfig(
-            targets=parse_targets(args.target, args.metrics, protocol=args.protocol),
-            protocol=args.protocol,
-            model=args.served_model or (f"{args.model}-text" if text else args.model),
-            text=text,
-            closed=args.concurrency is not None,
-            levels=args.concurrency or args.rate,
-            poisson=args.arrival == "poisson",
-            slo_search=args.slo_search,
-            max_rate=args.max_rate,
-            search_steps=args.search_steps,
-            duration=args.duration,
-            warmup=args.warmup,
-            timeout=args.timeout,
-            interval=args.interval,
-            max_lag_ms=args.max_lag * 1000.0,
-            batch_size=args.batch_size,
-            workers=args.workers or default_workers(),
-            max_in_flight=args.max_in_flight,
-            tolerance=args.tolerance,
-            slo_p99_ms=args.slo_p99_ms,
-            max_error_rate=args.max_error_rate,
-            max_mismatch_rate=args.max_mismatch_rate,
-            stall_share=args.stall_share,
-            seed=args.seed,
-        )
-        code, report = run_load(
-            config=config,
-            package=args.package,
-            name=args.model,
-            s3_endpoint=args.s3_endpoint,
-            version=args.version,
-            corpus=args.corpus,
-            output=args.output,
-        )
-        for problem in report["problems"]:
-            print(f"loadtest: {problem}", file=sys.stderr)
-        print(args.output)
-        return code
-    if args.command == "smoke":
-        from loadtest.smoke import run_smoke
+    config = RunConfig(
+        targets=parse_targets(args.target, args.metrics, protocol=args.protocol),
+        protocol=args.protocol,
+        model=args.served_model,
+        text=args.input == "text",
+        closed=args.concurrency is not None,
+        levels=args.concurrency or args.rate,
+        poisson=args.arrival == "poisson",
+        slo_search=args.slo_search,
+        max_rate=args.max_rate,
+        search_steps=args.search_steps,
+        duration=args.duration,
+        warmup=args.warmup,
+        timeout=args.timeout,
+        interval=args.interval,
+        max_lag_ms=args.max_lag * 1000.0,
+        batch_size=args.batch_size,
+        workers=args.workers or default_workers(),
+        max_in_flight=args.max_in_flight,
+        tolerance=args.tolerance,
+        slo_p99_ms=args.slo_p99_ms,
+        max_error_rate=args.max_error_rate,
+        max_mismatch_rate=args.max_mismatch_rate,
+        stall_share=args.stall_share,
+        seed=args.seed,
+    )
+    code, report = run_load(
+        config=config,
+        package=args.package,
+        name=args.name,
+        s3_endpoint=args.endpoint,
+        ca_bundle=args.ca_bundle,
+        version=args.version,
+        corpus=args.corpus,
+        output=args.output,
+    )
+    for problem in report["problems"]:
+        print(f"loadtest: {problem}", file=sys.stderr)
+    print(args.output)
+    return code
 
-        lines = run_smoke(
-            targets=args.target,
-            protocol=args.protocol,
-            name=args.model,
-            inputs=args.input,
-            package=args.package,
-            s3_endpoint=args.s3_endpoint,
-            version=args.version,
-            corpus=args.corpus,
-            sentences=args.sentences,
-            tolerance=args.tolerance,
-            timeout=args.timeout,
-        )
-        print("\n".join(lines))
-        return ExitCode.OK
-    if args.command == "compare":
-        from loadtest.compare import compare_reports, markdown, unmatched
-        from loadtest.report import load_report
 
-        old, new = load_report(args.old), load_report(args.new)
-        changes = compare_reports(old, new, min_change=args.min_change)
-        if not changes:
-            raise BadInput(f"{args.old} and {args.new} have no level in common")
-        print(markdown(changes, unmatched(old, new)), end="")
-        worse = [c for c in changes if c.verdict == "worse"]
-        if worse:
-            print(f"loadtest: {len(worse)} figure(s) worse beyond noise", file=sys.stderr)
-            return ExitCode.REGRESSION
-        return ExitCode.OK
-    if args.command == "release":
-        return _release(args)
-    raise AssertionError(args.command)
+def _smoke(args: argparse.Namespace) -> ExitCode:
+    from loadtest.smoke import run_smoke
+
+    lines = run_smoke(
+        targets=args.target,
+        protocol=args.protocol,
+        name=args.name,
+        inputs=args.input,
+        package=args.package,
+        s3_endpoint=args.endpoint,
+        ca_bundle=args.ca_bundle,
+        version=args.version,
+        corpus=args.corpus,
+        sentences=args.sentences,
+        tolerance=args.tolerance,
+        timeout=args.timeout,
+    )
+    print("\n".join(lines))
+    return ExitCode.OK
+
+
+def _compare(args: argparse.Namespace) -> ExitCode:
+    from loadtest.compare import compare_reports, markdown, unmatched
+    from loadtest.report import load_report
+
+    old, new = load_report(args.old), load_report(args.new)
+    changes = compare_reports(old, new, min_change=args.min_change)
+    if not changes:
+        raise BadInput(f"{args.old} and {args.new} have no level in common")
+    print(markdown(changes, unmatched(old, new)), end="")
+    worse = [c for c in changes if c.verdict == "worse"]
+    if worse:
+        print(f"loadtest: {len(worse)} figure(s) worse beyond noise", file=sys.stderr)
+        return ExitCode.REGRESSION
+    return ExitCode.OK
 
 
 #: `release` sets these itself from the Services it finds.
@@ -436,7 +459,9 @@ def _release(args: argparse.Namespace) -> ExitCode:
         forwarded = run_arguments(
             local, protocol=args.protocol, bucket=args.bucket, with_package=with_package
         )
-        return ExitCode(main(["run", *forwarded, "--output", str(args.output), *run_args]))
+        inner = build_parser().parse_args(["run", *forwarded, "--output", str(args.output), *run_args])
+        _check(inner)
+        return _run(inner)
 
 
 if __name__ == "__main__":

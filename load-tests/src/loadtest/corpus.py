@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from loadtest.errors import BadInput
+from emotion_contract.errors import BadInput
 
 DEFAULT_CORPUS = "corpus_ru.csv"
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_contract.errors import BadInput
 from loadtest.corpus import Corpus
-from loadtest.errors import BadInput
 from loadtest.package import Package
 
 TEXT_INPUT = "text"

@@ -23,14 +23,14 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from loadtest.errors import BadInput, Unavailable
+from emotion_contract.errors import BadInput, Unavailable
+from emotion_contract.servers import SERVERS as SPECS
 from loadtest.lifetime import die_with_parent
 
 PART_OF = "emotion-serving"
-SERVERS = ("ovms", "triton")
-#: Which Service port each server is driven through, per protocol, and where its metrics are.
+SERVERS = tuple(spec.name for spec in SPECS.values())
+#: Which Service port each server is driven through, per protocol (named like the protocol on both).
 TARGET_PORT = {"grpc": "grpc", "http": "http"}
-METRICS_PORT = {"ovms": "http", "triton": "metrics"}
 _FORWARD = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)")
 
 
@@ -148,21 +148,21 @@ def run_arguments(
 ) -> list[str]:
     """`loadtest run` options for the forwarded ports: a target per server found, its metrics, the bucket."""
     argv: list[str] = ["--protocol", protocol]
-    for server in SERVERS:
-        ports = local.get(server)
+    for spec in SPECS.values():
+        server, ports = spec.name, local.get(spec.name)
         if not ports:
             continue
         if TARGET_PORT[protocol] not in ports:
             raise BadInput(f"the {server} Service has no port named {TARGET_PORT[protocol]}")
         argv += ["--target", f"{server}=127.0.0.1:{ports[TARGET_PORT[protocol]]}"]
-        if METRICS_PORT[server] in ports:
-            argv += ["--metrics", f"{server}=http://127.0.0.1:{ports[METRICS_PORT[server]]}/metrics"]
+        if spec.metrics_port in ports:
+            argv += ["--metrics", f"{server}=http://127.0.0.1:{ports[spec.metrics_port]}{spec.metrics_path}"]
     if not with_package:
         if "api" not in local.get("minio", {}):
             raise BadInput(
-                "no MinIO Service in the release: give --package DIR or s3://BUCKET with --s3-endpoint"
+                "no MinIO Service in the release: give --package DIR or s3://BUCKET with --endpoint"
             )
-        argv += ["--package", f"s3://{bucket}", "--s3-endpoint", f"http://127.0.0.1:{local['minio']['api']}"]
+        argv += ["--package", f"s3://{bucket}", "--endpoint", f"http://127.0.0.1:{local['minio']['api']}"]
     return argv
 
 

@@ -45,7 +45,7 @@ def write_atomically(path: Path, text: str | bytes) -> None:
 
 def load_report(path: Path) -> dict[str, Any]:
     """A report.json (or the folder holding one)."""
-    from loadtest.errors import BadInput
+    from emotion_contract.errors import BadInput
 
     file = path / REPORT_JSON if path.is_dir() else path
     try:

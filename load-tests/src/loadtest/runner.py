@@ -10,6 +10,7 @@ after every level, so a run that is stopped or loses a server still leaves a com
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import sys
@@ -19,8 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from emotion_contract.errors import BadInput, ExitCode, ToolError, Unavailable
 from loadtest import stats
-from loadtest.errors import BadInput, ExitCode, LoadTestError, Unavailable
 from loadtest.package import Package
 from loadtest.pool import WorkerPool
 from loadtest.prepare import Prepared
@@ -45,7 +46,7 @@ STALL_MIN_ANSWERS = 20
 class RunConfig:
     targets: tuple[Target, ...]
     protocol: str
-    model: str  # the served model (emotion, or emotion-text for raw text)
+    model: str | None  # the served model; None: the package's (emotion, or emotion-text for raw text)
     text: bool
     closed: bool  # concurrency levels (closed loop) or rates (open loop)
     levels: tuple[float, ...]
@@ -135,7 +136,7 @@ class Run:
             return self._finish(ExitCode.UNAVAILABLE, str(err), partial=True)
         except KeyboardInterrupt:
             return self._finish(ExitCode.INTERRUPTED, "interrupted", partial=True)
-        except LoadTestError as err:
+        except ToolError as err:
             return self._finish(err.code, err.message, partial=True)
         return self._finish(self._verdict(), None, partial=False)
 
@@ -522,6 +523,7 @@ def run_load(
     package: str,
     name: str,
     s3_endpoint: str | None,
+    ca_bundle: Path | None = None,
     version: int | None,
     corpus: Path | None,
     output: Path,
@@ -533,11 +535,15 @@ def run_load(
     from loadtest.report import write_report
 
     sentences = load_corpus(corpus)
-    opened = open_package(source=package, name=name, version=version, s3_endpoint=s3_endpoint)
+    opened = open_package(
+        source=package, name=name, version=version, s3_endpoint=s3_endpoint, ca_bundle=ca_bundle
+    )
     if config.text and not opened.has_text_model:
         raise BadInput(
             f"--input text: package {name} v{opened.version} has no raw-text model (its manifest says so)"
         )
+    if not config.model:  # the name the manifest records for the model the servers serve
+        config = dataclasses.replace(config, model=opened.served_name(text=config.text))
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as err:

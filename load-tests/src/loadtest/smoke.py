@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from emotion_contract.errors import BadInput, Unavailable
 from loadtest.corpus import load_corpus
-from loadtest.errors import BadInput, SmokeFailed, Unavailable
+from loadtest.errors import SmokeFailed
 from loadtest.package import open_package
 from loadtest.prepare import OUTPUT, Prepared, prepare_inputs, requests_for
 from loadtest.targets import Target, check_ready, parse_targets
@@ -29,6 +30,7 @@ def run_smoke(
     inputs: tuple[str, ...] | None,
     package: str,
     s3_endpoint: str | None,
+    ca_bundle: Path | None = None,
     version: int | None,
     corpus: Path | None,
     sentences: int,
@@ -38,7 +40,9 @@ def run_smoke(
     """Lines to print on success; SmokeFailed (one line, the first problem and how many more) otherwise."""
     parsed = parse_targets(targets, [], protocol=protocol)
     sample = load_corpus(corpus).sample(sentences)
-    opened = open_package(source=package, name=name, version=version, s3_endpoint=s3_endpoint)
+    opened = open_package(
+        source=package, name=name, version=version, s3_endpoint=s3_endpoint, ca_bundle=ca_bundle
+    )
     if inputs is None:
         inputs = INPUT_KINDS if opened.has_text_model else ("tokens",)
     elif "text" in inputs and not opened.has_text_model:
@@ -55,7 +59,7 @@ def run_smoke(
     lines = []
     for target in parsed:
         for kind in inputs:
-            model = f"{name}-text" if kind == "text" else name
+            model = opened.served_name(text=kind == "text")
             check_ready(target, protocol=protocol, model=model, timeout=timeout)
             probabilities, found = _ask(
                 target,

@@ -1,6 +1,6 @@
 """model-packager: a HuggingFace sequence classifier to ONNX (Triton) and OpenVINO IR (OVMS), proven equal,
 published atomically for both servers. The command line is model_packager.cli; the bucket layout is
-model_packager.layout."""
+emotion_contract.layout."""
 
 from importlib import metadata
 

@@ -12,8 +12,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from model_packager.layout import Layout, version_of
-from model_packager.s3 import Bucket
+from emotion_contract.documents import Ready
+from emotion_contract.layout import Layout, version_of
+from emotion_contract.s3 import Bucket
 
 DEPTHS = ("metadata", "content")
 
@@ -60,18 +61,18 @@ def check_version(
 
 
 def check_ready(
-    bucket: Bucket, layout: Layout, *, depth: str = "metadata", ready: dict[str, Any] | None = None
+    bucket: Bucket, layout: Layout, *, depth: str = "metadata", ready: Ready | None = None
 ) -> Audit | None:
     """The version READY names (`ready`: the document, when the caller has read it already), with its
     manifest's checksum and the pointers; None without READY."""
-    ready = ready if ready is not None else bucket.read_json(layout.ready)
+    ready = ready if ready is not None else bucket.ready(layout)
     if ready is None:
         return None
-    version = int(ready["version"])
+    version = ready.version
     manifest_bytes = bucket.read(layout.manifest(version))
     if manifest_bytes is None:
         return Audit(version, (f"READY names it but {layout.manifest(version)} is missing",))
-    if hashlib.sha256(manifest_bytes).hexdigest() != ready.get("sha256"):
+    if hashlib.sha256(manifest_bytes).hexdigest() != ready.sha256:
         return Audit(version, (f"{layout.manifest(version)} differs from the checksum in READY",))
     return check_version(
         bucket, layout, version, depth=depth, pointers=True, manifest=json.loads(manifest_bytes)

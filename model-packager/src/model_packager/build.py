@@ -16,24 +16,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from emotion_contract.documents import OUTPUTS, SCHEMA, TEXT_INPUT, Ready, dump
+from emotion_contract.errors import BadInput
+from emotion_contract.layout import Layout
+from emotion_contract.logs import Reporter
+from emotion_contract.servers import Server
 from model_packager import export, parity
-from model_packager.errors import BadInput
-from model_packager.layout import Layout, Server
-from model_packager.manifest import (
-    SCHEMA,
-    LocalTree,
-    dump,
-    fingerprint,
-    library_versions,
-    now,
-    object_entries,
-    ready_document,
-)
-from model_packager.progress import Reporter
+from model_packager.manifest import LocalTree, fingerprint, library_versions, now, object_entries
 from model_packager.source import Source
 from model_packager.tokenizer import UnsupportedTokenizer, char_table, check_supported
 from model_packager.triton_repo import (
-    LABELS_FILE,
     TritonOptions,
     ensemble_config,
     token_model_configs,
@@ -112,7 +104,6 @@ def pointer_files(*, manifest: dict[str, Any], version: int) -> dict[str, bytes]
     options = BuildOptions(**manifest["options"])
     layout = Layout(options.name)
     labels = manifest["labels"]
-    token_dir = Layout.model_dir(Server.TRITON, layout.token_model)
     configs = token_model_configs(
         model=layout.token_model,
         version=version,
@@ -122,17 +113,15 @@ def pointer_files(*, manifest: dict[str, Any], version: int) -> dict[str, bytes]
         inputs=manifest["models"]["token"]["inputs"],
     )
     files = {
-        f"{token_dir}/config.pbtxt": configs[options.triton_device],
-        **{f"{token_dir}/configs/{variant}.pbtxt": text for variant, text in configs.items()},
-        f"{token_dir}/{LABELS_FILE}": "".join(f"{label}\n" for label in labels),
+        layout.triton_config(layout.token_model): configs[options.triton_device],
+        **{layout.triton_config(layout.token_model, variant): text for variant, text in configs.items()},
+        layout.labels: "".join(f"{label}\n" for label in labels),
     }
     if manifest["models"].get("text"):
-        tokenizer_dir = Layout.model_dir(Server.TRITON, layout.tokenizer_model)
-        text_dir = Layout.model_dir(Server.TRITON, layout.text_model)
-        files[f"{tokenizer_dir}/config.pbtxt"] = tokenizer_config(
+        files[layout.triton_config(layout.tokenizer_model)] = tokenizer_config(
             model=layout.tokenizer_model, version=version, max_length=options.max_length
         )
-        files[f"{text_dir}/config.pbtxt"] = ensemble_config(
+        files[layout.triton_config(layout.text_model)] = ensemble_config(
             model=layout.text_model,
             version=version,
             tokenizer=layout.tokenizer_model,
@@ -183,52 +172,96 @@ def _build_into(
     sentences: Sequence[str],
     reporter: Reporter,
 ) -> None:
+    """The build as named steps: load, export ONNX, convert to IR, raw-text models, gate, documents."""
     layout = Layout(options.name)
     with reporter.step("load", model=source.id):
         loaded = export.load(source)
     _note_a_small_vocabulary(loaded, reporter)
     activation = export.resolve_activation(source.config, options.activation)
     text = _text_models(loaded, options.text, reporter)
-
-    triton_token = tree / Layout.version_dir(Server.TRITON, layout.token_model, version)
-    with reporter.step("export-onnx") as done, reporter.quiet_stdout():
-        export.export_onnx(loaded=loaded, activation=activation, path=triton_token / "model.onnx")
-        done["bytes"] = (triton_token / "model.onnx").stat().st_size
-    _copy_model_file("onnx_model.py", triton_token / "model.py")
-    # The tokenizer clients need to build token requests (loadtest, smoke): next to the ONNX model.
-    tokenizer_json = triton_token / "tokenizer.json"
-    tokenizer_json.write_text(loaded.tokenizer.backend_tokenizer.to_str(), encoding="utf-8")
-
+    onnx = _export_onnx(tree, layout, version, loaded=loaded, activation=activation, reporter=reporter)
     calibration = [export.tokenize(loaded, [s], max_length=options.max_length) for s in sentences]
     with reporter.step("convert-ir", precision=options.precision):
         ir = export.convert_ir(
-            onnx_path=triton_token / "model.onnx",
-            output=tree / Layout.version_dir(Server.OVMS, layout.token_model, version),
+            onnx_path=onnx,
+            xml=tree / layout.ir(layout.token_model, version),
             precision=options.precision,
             calibration=calibration,
         )
-
-    text_ir = table_path = None
+    text_ir = table = None
     if text:
-        with reporter.step("text-models"):
-            text_ir = export.fuse_text_model(
-                loaded=loaded,
-                classifier_xml=ir,
-                max_length=options.max_length,
-                output=tree / Layout.version_dir(Server.OVMS, layout.text_model, version),
-            )
-            tokenizer_dir = tree / Layout.version_dir(Server.TRITON, layout.tokenizer_model, version)
-            table_path = _write_tokenizer_step(tokenizer_json, tokenizer_dir)
-            ensemble_dir = tree / Layout.version_dir(Server.TRITON, layout.text_model, version)
-            ensemble_dir.mkdir(parents=True)
-            (ensemble_dir / "README.md").write_text(_ENSEMBLE_NOTE)
+        text_ir, table = _text_step(
+            tree, layout, version, loaded=loaded, ir=ir, options=options, reporter=reporter
+        )
+    report = _gate(
+        parity.Artifacts(onnx=onnx, ir=ir, text_ir=text_ir, char_table=table),
+        loaded=loaded,
+        options=options,
+        activation=activation,
+        sentences=sentences,
+        reporter=reporter,
+    )
+    manifest = _manifest(
+        layout, version, source=source, options=options, inputs=list(loaded.inputs), text=text,
+        activation=activation, parity_report=report,
+    )  # fmt: skip
+    _write_documents(tree, layout, version, manifest)
 
+
+def _export_onnx(
+    tree: Path, layout: Layout, version: int, *, loaded: export.Loaded, activation: str, reporter: Reporter
+) -> Path:
+    """model.onnx, the python runner beside it, and the tokenizer clients need to build token requests."""
+    onnx = tree / layout.onnx(version)
+    with reporter.step("export-onnx") as done, reporter.quiet_stdout():
+        export.export_onnx(loaded=loaded, activation=activation, path=onnx)
+        done["bytes"] = onnx.stat().st_size
+    _copy_model_file("onnx_model.py", tree / layout.onnx_runner(version))
+    (tree / layout.tokenizer(version)).write_text(
+        loaded.tokenizer.backend_tokenizer.to_str(), encoding="utf-8"
+    )
+    return onnx
+
+
+def _text_step(
+    tree: Path,
+    layout: Layout,
+    version: int,
+    *,
+    loaded: export.Loaded,
+    ir: Path,
+    options: BuildOptions,
+    reporter: Reporter,
+) -> tuple[Path, Path]:
+    """The raw-text models: OVMS's fused IR, Triton's tokenizer step and ensemble folder."""
+    with reporter.step("text-models"):
+        text_ir = export.fuse_text_model(
+            loaded=loaded,
+            classifier_xml=ir,
+            max_length=options.max_length,
+            xml=tree / layout.ir(layout.text_model, version),
+        )
+        tokenizer_dir = tree / Layout.version_dir(Server.TRITON, layout.tokenizer_model, version)
+        table = _write_tokenizer_step(tree / layout.tokenizer(version), tokenizer_dir)
+        note = tree / layout.ensemble_note(version)
+        note.parent.mkdir(parents=True)
+        note.write_text(_ENSEMBLE_NOTE)
+    return text_ir, table
+
+
+def _gate(
+    artifacts: parity.Artifacts,
+    *,
+    loaded: export.Loaded,
+    options: BuildOptions,
+    activation: str,
+    sentences: Sequence[str],
+    reporter: Reporter,
+) -> dict[str, Any]:
     with reporter.step("parity", sentences=len(sentences)) as done:
         report = parity.check(
             loaded=loaded,
-            artifacts=parity.Artifacts(
-                onnx=triton_token / "model.onnx", ir=ir, text_ir=text_ir, char_table=table_path
-            ),
+            artifacts=artifacts,
             sentences=sentences,
             activation=activation,
             precision=options.precision,
@@ -240,10 +273,25 @@ def _build_into(
         done["worst"] = {
             r["backend"]: r.get("max_abs_logit_diff", r["label_agreement"]) for r in report["results"]
         }
+    return report
 
+
+def _manifest(
+    layout: Layout,
+    version: int,
+    *,
+    source: Source,
+    options: BuildOptions,
+    inputs: list[str],
+    text: bool,
+    activation: str,
+    parity_report: dict[str, Any],
+) -> dict[str, Any]:
+    """The manifest's document, without its objects (they are hashed once every file is written)."""
     source_info = source.describe()
     libraries = library_versions()
-    manifest: dict[str, Any] = {
+    outputs = list(OUTPUTS)
+    return {
         "schema": SCHEMA,
         "name": options.name,
         "version": version,
@@ -254,23 +302,17 @@ def _build_into(
         "activation": activation,
         "options": options.as_dict(),
         "models": {
-            "token": {
-                "name": layout.token_model,
-                "inputs": list(loaded.inputs),
-                "outputs": ["logits", "probabilities"],
-            },
-            "text": (
-                {"name": layout.text_model, "inputs": ["text"], "outputs": ["logits", "probabilities"]}
-                if text
-                else None
-            ),
-            "tokenizer": {
-                "key": f"{Layout.version_dir(Server.TRITON, layout.token_model, version)}/tokenizer.json"
-            },
+            "token": {"name": layout.token_model, "inputs": inputs, "outputs": outputs},
+            "text": {"name": layout.text_model, "inputs": [TEXT_INPUT], "outputs": outputs} if text else None,
+            "tokenizer": {"key": layout.tokenizer(version)},
         },
         "libraries": libraries,
-        "parity": report,
+        "parity": parity_report,
     }
+
+
+def _write_documents(tree: Path, layout: Layout, version: int, manifest: dict[str, Any]) -> None:
+    """Triton's pointers, then the manifest over every file, then READY."""
     for key, content in pointer_files(manifest=manifest, version=version).items():
         (tree / key).parent.mkdir(parents=True, exist_ok=True)
         (tree / key).write_bytes(content)
@@ -278,7 +320,7 @@ def _build_into(
     manifest_bytes = dump(manifest)
     (tree / layout.manifest(version)).parent.mkdir(parents=True, exist_ok=True)
     (tree / layout.manifest(version)).write_bytes(manifest_bytes)
-    (tree / layout.ready).write_bytes(ready_document(layout, version, manifest_bytes))
+    (tree / layout.ready).write_bytes(Ready.of(layout, version, manifest_bytes).dump())
 
 
 def _note_a_small_vocabulary(loaded: export.Loaded, reporter: Reporter) -> None:

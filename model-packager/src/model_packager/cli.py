@@ -1,45 +1,42 @@
 """model-packager: the command line, a thin layer over the library. `model-packager --help` lists it.
 
-Every input is validated before any work starts; PackagerError is caught here, and only here,
-and becomes `model-packager: <message>` on stderr with the exit code of errors.ExitCode.
+Every input is validated before any work starts; the contract's boundary (emotion_contract.cli) turns a
+ToolError into `model-packager: <message>` on stderr and its exit code (docs/contracts.md), and SIGTERM
+into exit 130. The result of a command is one JSON object on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from emotion_contract.cli import add_log_format, add_s3_options, boundary, exit_codes_epilog
+from emotion_contract.errors import BadInput, ExitCode
+from emotion_contract.logs import Reporter
 from model_packager import __version__
-from model_packager.errors import BadInput, ExitCode, PackagerError
-from model_packager.progress import Reporter, configure
 from model_packager.sentences import default_sample, read_sentences
 from model_packager.standin import DEFAULT_MARGIN
 
 DEFAULT_SAMPLE_SIZE = 64
+EXIT_CODES = (
+    ExitCode.OK, ExitCode.BUG, ExitCode.USAGE, ExitCode.BAD_INPUT, ExitCode.PARITY, ExitCode.CREDENTIALS,
+    ExitCode.UNAVAILABLE, ExitCode.TIMEOUT, ExitCode.CONFLICT, ExitCode.INTERRUPTED,
+)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    configure(log_format=args.log_format)
-    try:
+    args = build_parser().parse_args(argv)
+
+    def call() -> int:
         result = args.handler(args, Reporter())
-    except PackagerError as err:
-        print(f"model-packager: {err.message}", file=sys.stderr)
-        if err.details:
-            print(json.dumps({"error": err.message, **err.details}, default=str), file=sys.stderr)
-        return int(err.code)
-    except KeyboardInterrupt:
-        print("model-packager: interrupted", file=sys.stderr)
-        return 130
-    print(json.dumps(result, ensure_ascii=False, default=str))
-    return int(ExitCode.OK)
+        print(json.dumps(result, ensure_ascii=False, default=str))
+        return int(ExitCode.OK)
+
+    return boundary("model-packager", call, log_format=args.log_format)
 
 
 # -- handlers -------------------------------------------------------------------------------------
@@ -81,9 +78,9 @@ def _verify(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
 
 def _verify_bucket(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     """`verify s3://BUCKET --endpoint URL`: the version READY names, checked from the bucket alone."""
+    from emotion_contract.layout import Layout
+    from emotion_contract.s3 import Bucket, Endpoint
     from model_packager.audit import check_ready
-    from model_packager.layout import Layout
-    from model_packager.s3 import Bucket, Endpoint
 
     bucket_name = args.tree.removeprefix("s3://").rstrip("/")
     if not args.endpoint:
@@ -117,39 +114,13 @@ def _publish(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
-    """What the chart's Job runs: skip if published, else build, claim a version, publish it.
-
-    The version number is claimed only once the build has passed its gate: a build that fails
-    leaves no claim behind (no orphan number that `wait --version N` would wait for forever).
-    """
-    from model_packager.build import build
-    from model_packager.layout import Layout
-    from model_packager.manifest import fingerprint, library_versions
-    from model_packager.publish import already_published, publish_version, reserve
+    from model_packager.job import JobRequest, run_job
 
     options, sentences = _build_inputs(args)
-    bucket = _bucket(args)
-    source = _resolve(args, reporter)
-    options.check_fits(source)  # before the bucket is touched: bad input claims no version
-    layout = Layout(options.name)
-    build_id = fingerprint(source=source.describe(), options=options.as_dict(), libraries=library_versions())
-    done = already_published(bucket=bucket, layout=layout, fingerprint=build_id, reporter=reporter)
-    if done is not None:
-        return done.as_dict()
-    work = Path(tempfile.mkdtemp(prefix="model-packager-", dir=args.work_dir))
-    try:
-        tree = build(
-            source=source,
-            options=options,
-            output=work / "tree",
-            version=1,
-            sentences=sentences,
-            reporter=reporter,
-        )
-        version = reserve(bucket, layout, build_id)
-        return publish_version(tree=tree, bucket=bucket, version=version, reporter=reporter).as_dict()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    request = JobRequest(
+        model=args.model, revision=args.revision, options=options, sentences=sentences, work_dir=args.work_dir
+    )
+    return run_job(request, bucket=_bucket(args), reporter=reporter).as_dict()
 
 
 def _wait(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
@@ -181,17 +152,9 @@ def _stand_in(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
 
 
 def _resolve(args: argparse.Namespace, reporter: Reporter) -> Any:
-    from model_packager.source import resolve
+    from model_packager.job import resolve_source
 
-    with reporter.step("resolve", model=args.model) as done:
-        source = resolve(model=args.model, revision=args.revision, cache_dir=None)
-        done.update(commit=source.commit or "local", stand_in=source.stand_in)
-    if source.stand_in:
-        reporter.info(
-            "this is a local STAND-IN with random weights, not the real model: its predictions mean nothing",
-            stand_in_for=source.config.get("stand_in_for"),
-        )
-    return source
+    return resolve_source(args.model, args.revision, reporter)
 
 
 def _build_inputs(args: argparse.Namespace) -> tuple[Any, list[str]]:
@@ -216,7 +179,7 @@ def _build_inputs(args: argparse.Namespace) -> tuple[Any, list[str]]:
 
 
 def _bucket(args: argparse.Namespace, budget: float | None = None) -> Any:
-    from model_packager.s3 import Bucket, Endpoint
+    from emotion_contract.s3 import Bucket, Endpoint
 
     return Bucket(
         Endpoint(
@@ -233,17 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="model-packager",
         description="Convert a HuggingFace sequence classifier to ONNX (Triton) and OpenVINO IR (OVMS), "
         "prove the conversions agree, and publish both model repositories to an S3 bucket.",
-        epilog="Exit codes: 0 ok, 1 bug, 2 usage, 3 bad input, 4 parity gate failed, 5 credentials refused, "
-        "6 unavailable, 7 wait timed out, 8 conflict in the bucket. Credentials: AWS_ACCESS_KEY_ID, "
+        epilog=exit_codes_epilog(*EXIT_CODES) + " Credentials: AWS_ACCESS_KEY_ID, "
         "AWS_SECRET_ACCESS_KEY, AWS_REGION; HF_TOKEN for private hub models.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "--log-format",
-        choices=("auto", "text", "json"),
-        default="auto",
-        help="log lines on stderr (auto: json unless a terminal)",
-    )
+    add_log_format(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     build = commands.add_parser("build", help="convert and prove; write a local tree in the bucket layout")
@@ -363,11 +320,7 @@ def _depth_option(command: argparse.ArgumentParser, *, default: str) -> None:
 
 def _bucket_options(command: argparse.ArgumentParser, *, retry: bool = True) -> None:
     group = command.add_argument_group("bucket")
-    group.add_argument("--endpoint", required=True, help="S3 endpoint, http(s)://host:port")
-    group.add_argument("--bucket", required=True, help="bucket name")
-    group.add_argument(
-        "--ca-bundle", type=Path, help="CA certificates for an https endpoint (or AWS_CA_BUNDLE)"
-    )
+    add_s3_options(group)
     if retry:
         group.add_argument("--retry-budget", type=float, default=120.0, help="seconds to retry each S3 call")
 

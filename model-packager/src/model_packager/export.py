@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model_packager.errors import BadInput
+from emotion_contract.documents import OUTPUTS, TOKEN_INPUTS
+from emotion_contract.errors import BadInput
 from model_packager.source import Source, check_token_ids
-from model_packager.triton_repo import TOKEN_INPUTS
 
 ACTIVATIONS = ("sigmoid", "softmax")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -113,7 +113,7 @@ def export_onnx(*, loaded: Loaded, activation: str, path: Path) -> None:
             str(path),
             dynamo=True,
             input_names=list(loaded.inputs),
-            output_names=["logits", "probabilities"],
+            output_names=list(OUTPUTS),
             # forward(*tensors): one spec for the varargs, a tuple with one entry per tensor.
             dynamic_shapes=(({0: batch, 1: sequence},) * len(args),),
             external_data=False,
@@ -122,9 +122,7 @@ def export_onnx(*, loaded: Loaded, activation: str, path: Path) -> None:
     onnx.checker.check_model(str(path))
 
 
-def convert_ir(
-    *, onnx_path: Path, output: Path, precision: str, calibration: Sequence[dict[str, Any]]
-) -> Path:
+def convert_ir(*, onnx_path: Path, xml: Path, precision: str, calibration: Sequence[dict[str, Any]]) -> Path:
     """OpenVINO IR (model.xml + model.bin) from the ONNX file, at the given weight precision."""
     import openvino as ov
 
@@ -140,14 +138,13 @@ def convert_ir(
             model_type=nncf.ModelType.TRANSFORMER,
             subset_size=len(calibration),
         )
-    output.mkdir(parents=True, exist_ok=True)
-    xml = output / "model.xml"
+    xml.parent.mkdir(parents=True, exist_ok=True)
     # save_model compresses weights to FP16 unless told not to: keep FP32 unless asked.
     ov.save_model(model, str(xml), compress_to_fp16=precision == "fp16")
     return xml
 
 
-def fuse_text_model(*, loaded: Loaded, classifier_xml: Path, max_length: int, output: Path) -> Path:
+def fuse_text_model(*, loaded: Loaded, classifier_xml: Path, max_length: int, xml: Path) -> Path:
     """An IR that takes strings: the tokenizer (openvino-tokenizers) connected to the classifier.
 
     openvino-tokenizers 2026.3 does not truncate unless asked, names the string input
@@ -168,7 +165,6 @@ def fuse_text_model(*, loaded: Loaded, classifier_xml: Path, max_length: int, ou
     unexpected = {tuple(o.get_names()) for o in fused.outputs} - {("logits",), ("probabilities",)}
     if unexpected or [i.get_any_name() for i in fused.inputs] != ["text"]:
         raise BadInput(f"the tokenizer of this model does not connect to its inputs {loaded.inputs}")
-    output.mkdir(parents=True, exist_ok=True)
-    xml = output / "model.xml"
+    xml.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(fused, str(xml), compress_to_fp16=False)
     return xml

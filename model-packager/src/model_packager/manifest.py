@@ -10,11 +10,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from model_packager.errors import BadInput
-from model_packager.layout import MANIFESTS, Layout
-from model_packager.source import file_sha256
+from emotion_contract.documents import Manifest, Ready, file_sha256
+from emotion_contract.errors import BadInput
+from emotion_contract.layout import MANIFESTS, Layout
 
-SCHEMA = 1
 #: Libraries whose versions change the artifacts: part of the fingerprint.
 LIBRARIES = (
     "model-packager",
@@ -66,21 +65,6 @@ def object_entries(tree: Path) -> dict[str, dict[str, Any]]:
     return entries
 
 
-def ready_document(layout: Layout, version: int, manifest_bytes: bytes) -> bytes:
-    return dump(
-        {
-            "version": version,
-            "manifest": layout.manifest(version),
-            "sha256": hashlib.sha256(manifest_bytes).hexdigest(),
-        }
-    )
-
-
-def dump(document: dict[str, Any]) -> bytes:
-    """A manifest, READY or claim document as published: indented JSON, UTF-8, one final newline."""
-    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
-
-
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -101,11 +85,12 @@ class LocalTree:
         if not ready_path.is_file():
             raise BadInput(f"{root} is not a built model tree: {layout.ready} is missing")
         try:
-            ready = json.loads(ready_path.read_text())
-            manifest = json.loads((root / ready["manifest"]).read_text())
-        except (OSError, KeyError, json.JSONDecodeError) as err:
+            ready = Ready.parse(ready_path.read_bytes(), where=f"{root}/{layout.ready}")
+            where = f"{root}/{ready.manifest}"
+            manifest = Manifest.parse((root / ready.manifest).read_bytes(), where=where).document
+        except OSError as err:
             raise BadInput(f"{root}: unreadable manifest ({err})") from err
-        return cls(root=root, name=name, version=int(ready["version"]), manifest=manifest)
+        return cls(root=root, name=name, version=ready.version, manifest=dict(manifest))
 
     def verify(self) -> list[str]:
         """Keys whose file is missing or differs from the manifest (empty when intact)."""

@@ -31,13 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emotion_contract.documents import Ready, dump
+from emotion_contract.errors import Conflict, Unavailable
+from emotion_contract.layout import Layout, upload_order, version_of
+from emotion_contract.logs import Reporter
+from emotion_contract.s3 import Bucket
+from emotion_contract.servers import Server
 from model_packager.audit import check_version
 from model_packager.build import pointer_files
-from model_packager.errors import Conflict, Unavailable
-from model_packager.layout import Layout, Server, upload_order, version_of
-from model_packager.manifest import LocalTree, dump, now, ready_document
-from model_packager.progress import Reporter
-from model_packager.s3 import Bucket
+from model_packager.manifest import LocalTree, now
 
 _VERSION_FILE = re.compile(r"/(\d+)\.(json|claim)$")
 
@@ -180,8 +182,8 @@ def _advance(
 ) -> None:
     """Steps 4 and 5: pointers, manifest, READY, then the pointers settled on READY; safe to repeat."""
     with reporter.step("pointers", version=version):
-        ready = bucket.read_json(layout.ready)
-        if ready is None or int(ready["version"]) <= version:
+        ready = bucket.ready(layout)
+        if ready is None or ready.version <= version:
             _write_pointers(bucket, manifest, version, result)
     if manifest_bytes is not None and not bucket.put(
         layout.manifest(version), manifest_bytes, create_only=True
@@ -198,12 +200,12 @@ def _move_ready(bucket: Bucket, layout: Layout, version: int, reporter: Reporter
     manifest_bytes = None  # read once, and only when READY has to move
     for _ in range(10):
         current = bucket.stat(layout.ready)
-        ready = bucket.read_json(layout.ready) if current else None
-        if ready is not None and int(ready["version"]) >= version:
+        ready = bucket.ready(layout) if current else None
+        if ready is not None and ready.version >= version:
             return
         if manifest_bytes is None:
             manifest_bytes = bucket.read(layout.manifest(version)) or b""
-        document = ready_document(layout, version, manifest_bytes)
+        document = Ready.of(layout, version, manifest_bytes).dump()
         if current is None:
             written = bucket.put(layout.ready, document, create_only=True)
         else:
@@ -223,10 +225,10 @@ def _settle_pointers(bucket: Bucket, layout: Layout, result: PublishResult) -> N
     """
     for _ in range(10):
         before = bucket.stat(layout.ready)
-        ready = bucket.read_json(layout.ready) if before else None
+        ready = bucket.ready(layout) if before else None
         if ready is None:
             return
-        served = int(ready["version"])
+        served = ready.version
         manifest = bucket.read_json(layout.manifest(served))
         if manifest is None:
             raise Conflict(f"{layout.ready} names version {served}, whose manifest is missing")

@@ -6,7 +6,7 @@ import csv
 from importlib import resources
 from pathlib import Path
 
-from model_packager.errors import BadInput
+from emotion_contract.errors import BadInput
 
 
 def default_sample() -> list[str]:

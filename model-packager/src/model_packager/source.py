@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model_packager.errors import BadInput, CredentialsRefused, Unavailable
+from emotion_contract.documents import file_sha256
+from emotion_contract.errors import BadInput, CredentialsRefused, Unavailable
 
 # Files a sequence classifier needs; the weights in either format.
 _CHECKPOINT_FILES = (
@@ -336,11 +337,3 @@ def _content_digest(path: Path) -> str:
         outer.update(name.encode() + b"\0")
         outer.update(file_sha256(files[name]).encode() + b"\n")
     return outer.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

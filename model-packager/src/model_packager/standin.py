@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from model_packager.errors import BadInput
+from emotion_contract.errors import BadInput
 
 #: The default model, its labels (in order) and its shape.
 DEFAULT_MODEL = "seara/rubert-tiny2-cedr-russian-emotion"

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-OUTPUTS = ("logits", "probabilities")
-TEXT_INPUT = "text"
-LABELS_FILE = "labels.txt"
-#: --model-config-name values (configs/<name>.pbtxt); config.pbtxt is the build's default: gpu or cpu.
-VARIANTS = ("gpu", "cpu", "python")
+from emotion_contract.documents import OUTPUTS, TEXT_INPUT, TOKEN_INPUTS
+from emotion_contract.layout import LABELS_FILE, ONNX_FILE
 
 
 @dataclass(frozen=True)
@@ -58,7 +54,7 @@ def token_model_configs(
         + io
         + f"dynamic_batching {{ max_queue_delay_microseconds: {options.max_queue_delay_us} }}\n"
     )
-    onnx = 'backend: "onnxruntime"\ndefault_model_filename: "model.onnx"\n'
+    onnx = f'backend: "onnxruntime"\ndefault_model_filename: "{ONNX_FILE}"\n'
     gpu = head + onnx + "instance_group [ { kind: KIND_GPU, count: 1 } ]\n" + _tensorrt(max_length, options)
     cpu = head + onnx + "instance_group [ { kind: KIND_CPU, count: 1 } ]\n"
     python = (

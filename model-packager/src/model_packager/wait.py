@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
 
+from emotion_contract.documents import Ready
+from emotion_contract.errors import BadInput, Unavailable
+from emotion_contract.layout import Layout
+from emotion_contract.logs import Reporter
+from emotion_contract.s3 import Bucket
 from model_packager.audit import check_ready
-from model_packager.errors import BadInput, Unavailable, WaitTimeout
-from model_packager.layout import Layout
-from model_packager.progress import Reporter
-from model_packager.s3 import Bucket
+from model_packager.errors import WaitTimeout
 
 
 def wait_for(
@@ -42,7 +43,7 @@ def wait_for(
     while True:
         with bucket.until(deadline):
             state, ready = _state(bucket, layout)
-            named = None if ready is None else int(ready["version"])
+            named = None if ready is None else ready.version
             if named is not None and (version is None or named >= version):
                 problem = _damage(bucket, layout, ready, depth)
                 if problem is None:
@@ -69,19 +70,19 @@ def check_timing(*, timeout: float, poll: float) -> None:
         raise BadInput(f"poll interval must be a positive number of seconds, not {poll:g}")
 
 
-def _state(bucket: Bucket, layout: Layout) -> tuple[str, dict[str, Any] | None]:
+def _state(bucket: Bucket, layout: Layout) -> tuple[str, Ready | None]:
     try:
         if not bucket.exists():
             return "the bucket does not exist yet", None
-        ready = bucket.read_json(layout.ready)
+        ready = bucket.ready(layout)
     except Unavailable as err:
         return f"the S3 server does not answer: {err.message}", None
     if ready is None:
         return f"{layout.ready} does not exist yet", None
-    return f"READY names version {ready['version']}", ready
+    return f"READY names version {ready.version}", ready
 
 
-def _damage(bucket: Bucket, layout: Layout, ready: dict[str, Any], depth: str) -> str | None:
+def _damage(bucket: Bucket, layout: Layout, ready: Ready, depth: str) -> str | None:
     """What is wrong with the version READY names, or None when it is whole."""
     try:
         audit = check_ready(bucket, layout, depth=depth, ready=ready)

@@ -32,7 +32,9 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
 
-from model_packager.errors import BadInput, Conflict, CredentialsRefused, Unavailable
+from emotion_contract.documents import Ready
+from emotion_contract.errors import BadInput, Conflict, CredentialsRefused, Unavailable
+from emotion_contract.layout import Layout
 
 T = TypeVar("T")
 SHA256_META = "sha256"  # stored as x-amz-meta-sha256 on every object we upload
@@ -245,6 +247,15 @@ class Bucket:
             return json.loads(data)
         except json.JSONDecodeError as err:
             raise Conflict(f"{key} in bucket {self.name} is not valid JSON") from err
+
+    def ready(self, layout: Layout) -> Ready | None:
+        """READY of the models under `layout`, parsed (None before the first publish)."""
+        data = self.read(layout.ready)
+        return (
+            None
+            if data is None
+            else Ready.parse(data, where=f"{layout.ready} in bucket {self.name}", error=Conflict)
+        )
 
     def digest(self, key: str) -> str:
         """sha256 of an object's content, streamed back from the server."""

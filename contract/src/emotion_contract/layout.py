@@ -14,6 +14,7 @@
     manifests/<name>/<N>.json                          sha256 + size of every object, source, options, parity
     manifests/<name>/READY                             the newest complete version; written last
 
+Callers get whole keys from Layout (never fragments to append to); file names live here only.
 The same N appears in both servers' trees. Version folders are written once and never overwritten.
 Within a version folder the entry file (the one a server looks for) is uploaded last, and OVMS's
 entry files last of all (upload_order), so a killed publish leaves a folder that no server treats
@@ -28,21 +29,24 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
+
+from emotion_contract.servers import Server
 
 # Model names become S3 keys and Triton/OVMS model names: keep them plain.
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
-
-class Server(StrEnum):
-    OVMS = "ovms"
-    TRITON = "triton"
-
-
 MANIFESTS = "manifests"
-
+REPORTS = "reports"
+ONNX_FILE = "model.onnx"
+IR_FILE = "model.xml"  # OpenVINO IR; its weights are IR_WEIGHTS beside it
+IR_WEIGHTS = "model.bin"
+PYTHON_MODEL = "model.py"  # a Triton python-backend model
+TOKENIZER_FILE = "tokenizer.json"
+CONFIG_FILE = "config.pbtxt"
+LABELS_FILE = "labels.txt"
+NOTE_FILE = "README.md"  # an ensemble's version folder holds only this note
 #: Entry files per kind of version folder: uploaded after every other file of the folder.
-ENTRY_FILES = ("model.xml", "model.onnx", "model.py", "README.md")
+ENTRY_FILES = (IR_FILE, ONNX_FILE, PYTHON_MODEL, NOTE_FILE)
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,40 @@ class Layout:
     def version_dir(cls, server: Server, model: str, version: int) -> str:
         return f"{cls.model_dir(server, model)}/{version}"
 
+    # -- files of a version --------------------------------------------------------------------------
+
+    def onnx(self, version: int) -> str:
+        """The ONNX classifier Triton serves, and the source of every other artifact."""
+        return f"{self.version_dir(Server.TRITON, self.token_model, version)}/{ONNX_FILE}"
+
+    def onnx_runner(self, version: int) -> str:
+        """The python-backend model that runs the ONNX file (Triton builds without onnxruntime)."""
+        return f"{self.version_dir(Server.TRITON, self.token_model, version)}/{PYTHON_MODEL}"
+
+    def tokenizer(self, version: int) -> str:
+        """The HuggingFace tokenizer clients use to build token requests."""
+        return f"{self.version_dir(Server.TRITON, self.token_model, version)}/{TOKENIZER_FILE}"
+
+    def ir(self, model: str, version: int) -> str:
+        """An OVMS model's IR (.xml; its weights beside it, IR_WEIGHTS)."""
+        return f"{self.version_dir(Server.OVMS, model, version)}/{IR_FILE}"
+
+    def ensemble_note(self, version: int) -> str:
+        return f"{self.version_dir(Server.TRITON, self.text_model, version)}/{NOTE_FILE}"
+
+    # -- pointers -----------------------------------------------------------------------------------
+
+    def triton_config(self, model: str, variant: str | None = None) -> str:
+        """A Triton model's config.pbtxt, or one of its variants under configs/."""
+        folder = self.model_dir(Server.TRITON, model)
+        return f"{folder}/{CONFIG_FILE}" if variant is None else f"{folder}/configs/{variant}.pbtxt"
+
+    @property
+    def labels(self) -> str:
+        return f"{self.model_dir(Server.TRITON, self.token_model)}/{LABELS_FILE}"
+
+    # -- manifests ------------------------------------------------------------------------------------
+
     def manifest(self, version: int) -> str:
         return f"{MANIFESTS}/{self.name}/{version}.json"
 
@@ -88,6 +126,10 @@ class Layout:
     @property
     def manifests_prefix(self) -> str:
         return f"{MANIFESTS}/{self.name}/"
+
+    def report_prefix(self, run: str) -> str:
+        """Where an in-cluster load test keeps its report (report.json, report.md, plots/)."""
+        return f"{REPORTS}/{self.name}/{run}/"
 
 
 def version_of(key: str) -> int | None:

@@ -1,6 +1,7 @@
-"""Progress of long steps: readable lines on a terminal, one JSON object per line otherwise (the Job).
+"""Logs of every tool: readable lines on a terminal, one JSON object per line otherwise (a Job's pod).
 
-Logging is configured here and nowhere else (`configure`); the library reports through `Reporter`.
+Logging is configured here and nowhere else (`configure`, called by each CLI); libraries report through
+`Reporter` (timed steps, figures) or `log` (one line).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import time
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-LOG = logging.getLogger("model_packager")
+LOG = logging.getLogger("emotion_serving")
+_TOOL = {"name": "emotion-serving"}
 
 
 class _JsonFormatter(logging.Formatter):
@@ -22,6 +24,7 @@ class _JsonFormatter(logging.Formatter):
         entry = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
             "level": record.levelname.lower(),
+            "tool": _TOOL["name"],
             "message": record.getMessage(),
             **getattr(record, "fields", {}),
         }
@@ -32,12 +35,16 @@ class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", {})
         extra = " ".join(f"{k}={v}" for k, v in fields.items() if k not in {"step", "status"})
-        return f"model-packager: {record.getMessage()}" + (f" ({extra})" if extra else "")
+        return f"{_TOOL['name']}: {record.getMessage()}" + (f" ({extra})" if extra else "")
 
 
-def configure(*, log_format: str = "auto", stream: TextIO | None = None) -> bool:
-    """Send the library's log to `stream` (stderr), as JSON lines unless it is a terminal."""
+LOG_FORMATS = ("auto", "text", "json")
+
+
+def configure(*, tool: str, log_format: str = "auto", stream: TextIO | None = None) -> bool:
+    """Send the tool's log to `stream` (stderr), as JSON lines unless it is a terminal."""
     stream = stream or sys.stderr
+    _TOOL["name"] = tool
     json_lines = log_format == "json" or (log_format == "auto" and not stream.isatty())
     handler = logging.StreamHandler(stream)
     handler.setFormatter(_JsonFormatter() if json_lines else _TextFormatter())
@@ -49,6 +56,11 @@ def configure(*, log_format: str = "auto", stream: TextIO | None = None) -> bool
     return json_lines
 
 
+def log(message: str, **fields: Any) -> None:
+    """One line in the tool's log (stderr): `tool: message (k=v ...)`, or a JSON object."""
+    LOG.info(message, extra={"fields": fields})
+
+
 class Reporter:
     """Timed steps and byte counts, logged as `step` records."""
 
@@ -56,7 +68,7 @@ class Reporter:
         self.figures: dict[str, float] = {}
 
     def info(self, message: str, **fields: Any) -> None:
-        LOG.info(message, extra={"fields": fields})
+        log(message, **fields)
 
     @contextlib.contextmanager
     def step(self, name: str, **fields: Any) -> Iterator[dict[str, Any]]:
