@@ -211,10 +211,7 @@ def test_threshold_breach_exits_4_with_the_reason(emotion_triton, tiny_package, 
     assert run.code == ExitCode.THRESHOLD
     report = read_report(out)
     p99 = report["results"][0]["latency_ms"]["p99"]
-    assert (
-        run.stderr.strip().splitlines()[-1]
-        == f"loadtest: triton concurrency 1: p99 {p99} ms > --slo-p99-ms 0.01"
-    )
+    assert run.stderr.strip().splitlines()[-1] == f"loadtest: triton c=1: p99 {p99} ms > --slo-p99-ms 0.01"
     assert report["status"] == "threshold_breached"
     assert run.seconds < 30
 
@@ -253,7 +250,7 @@ def test_wrong_answers_are_counted_as_mismatches(odd_triton, tiny_package, tmp_p
     assert result["mismatch_rate"] == pytest.approx(len(wrong) / len(prepared), abs=0.1)
     rate = result["mismatch_rate"]
     assert run.stderr.strip().splitlines()[-1] == (
-        f"loadtest: odd concurrency 2: mismatch rate {rate:g} > --max-mismatch-rate 0"
+        f"loadtest: odd c=2: mismatch rate {rate:g} > --max-mismatch-rate 0"
     )
 
 
@@ -330,7 +327,7 @@ def test_a_client_that_falls_behind_makes_the_run_invalid(emotion_triton, tiny_p
     )
     assert result["invalid_reason"] == reason
     assert report["problems"] == [
-        f"triton rate 100/s: {reason}",
+        f"triton 100/s: {reason}",
         f"test hook {STALL_HOOK} is set: the workers stalled their event loop 4 times on purpose",
     ]
 
@@ -427,7 +424,7 @@ def test_a_server_frozen_partway_through_a_closed_loop_level_is_a_stall(
     assert report["status"] == "threshold_breached"
     (result,) = report["results"]
     assert result["valid"]
-    assert_stalled(result, stderr, level="concurrency 4", intervals=6, timeout_ms=1000)
+    assert_stalled(result, stderr, level="c=4", intervals=6, timeout_ms=1000)
 
 
 def test_a_server_frozen_partway_through_an_open_loop_level_is_a_stall(
@@ -444,7 +441,7 @@ def test_a_server_frozen_partway_through_an_open_loop_level_is_a_stall(
     (result,) = read_report(out)["results"]
     assert result["valid"]
     assert result["requests"] == 600  # every request of the grid is accounted for: answered or timed out
-    assert_stalled(result, stderr, level="rate 200/s", intervals=6, timeout_ms=1000)
+    assert_stalled(result, stderr, level="200/s", intervals=6, timeout_ms=1000)
 
 
 def test_a_server_killed_mid_run_gives_exit_6_and_a_partial_report(serve, tiny_package, tmp_path, command):
@@ -463,7 +460,7 @@ def test_a_server_killed_mid_run_gives_exit_6_and_a_partial_report(serve, tiny_p
             run.send_signal(signal.SIGKILL)
     assert run.returncode == 6, stderr
     assert time.monotonic() - killed < 20
-    assert f"loadtest: target triton ({triton.grpc_url}) died during rate 20/s: unavailable for" in stderr
+    assert f"loadtest: target triton ({triton.grpc_url}) died during 20/s: unavailable for" in stderr
     report = read_report(out)
     assert report["status"] == "partial"
     (result,) = report["results"]
@@ -603,7 +600,7 @@ def test_compare_tells_a_slower_server_from_noise(
     rows = {
         line.split(" | ")[2]: line for line in slower.stdout.splitlines() if line.startswith("| server |")
     }
-    assert sorted(rows) == ["error rate", "mismatch rate", "p50 ms", "p99 ms", "throughput req/s"]
+    assert sorted(rows) == ["error rate", "mismatch rate", "p50 ms", "p99 ms", "req/s"]
     assert rows["p50 ms"].endswith("| **worse** |")
     assert rows["error rate"].endswith("| same |")
     assert (

@@ -135,16 +135,10 @@ class Demo:
 
 
 def load_lines(report: Path) -> list[str]:
-    """One line per target and level of a loadtest report.json."""
-    lines = []
-    for result in json.loads(report.read_text())["results"]:
-        latency = result["latency_ms"]
-        lines.append(
-            f"{result['target']} {result['mode']} {result['value']:g}: {result['throughput_rps']:.1f} req/s, "
-            f"p50 {latency['p50']:.2f} ms, p99 {latency['p99']:.2f} ms, errors {result['errors']}, "
-            f"mismatches {result['mismatches']}"
-        )
-    return lines
+    """One line per target and level of a loadtest report.json (loadtest.columns.summary_line)."""
+    from loadtest.columns import summary_line
+
+    return [summary_line(result) for result in json.loads(report.read_text())["results"]]
 
 
 def hub_reachable(model: str, timeout: float = 5.0) -> bool:

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from loadtest.report import level_name
+from loadtest.columns import MEASURES, level_name
 
 #: Fewer intervals than this on either side: the noise cannot be estimated.
 MIN_INTERVALS = 3
@@ -42,13 +42,6 @@ class Change:
 
 
 # metric -> (overall figure, per-interval key, higher is better)
-_MEASURES: dict[str, tuple[Any, str, bool]] = {
-    "throughput req/s": (lambda r: r["throughput_rps"], "throughput_rps", True),
-    "p50 ms": (lambda r: r["latency_ms"]["p50"], "p50_ms", False),
-    "p99 ms": (lambda r: r["latency_ms"]["p99"], "p99_ms", False),
-}
-
-
 def compare_reports(old: dict[str, Any], new: dict[str, Any], *, min_change: float) -> list[Change]:
     def key(result: dict[str, Any]) -> tuple[str, str, float, Any]:
         return (result["target"], result["mode"], float(result["value"]), result.get("arrival"))
@@ -61,16 +54,18 @@ def compare_reports(old: dict[str, Any], new: dict[str, Any], *, min_change: flo
             continue
         before = olds[key(result)]
         where = (result["target"], level_name(result))
-        for metric, (overall, per_interval, higher_better) in _MEASURES.items():
+        for column in MEASURES:
+            per_interval = column.interval
             a = [i[per_interval] for i in before["intervals"] if i[per_interval] is not None]
             b = [i[per_interval] for i in result["intervals"] if i[per_interval] is not None]
             statistic = _welch(a, b)
-            old_figure, new_figure = overall(before), overall(result)
+            old_figure, new_figure = column.value(before), column.value(result)
             changes.append(
                 _judge(
-                    where, metric, old_figure, new_figure, statistic, **bounds, higher_better=higher_better
+                    where, column.title, old_figure, new_figure, statistic, **bounds,
+                    higher_better=column.higher_better,
                 )
-            )
+            )  # fmt: skip
         for metric, count, total in (
             ("error rate", "errors", "requests"),
             ("mismatch rate", "mismatches", "ok"),

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import stats
-from loadtest.report import level_name
+from loadtest.columns import level_name
 
 DISTRIBUTION_TICKS = (0.0, 90.0, 99.0, 99.9, 99.99, 99.999)
 

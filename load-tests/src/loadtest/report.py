@@ -11,12 +11,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from loadtest.stats import PERCENTILES
+from loadtest.columns import COLUMNS, NONE, level_name, ms
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 PLOTS = "plots"
-NONE = "-"
 
 
 def write_report(report: dict[str, Any], output: Path, *, final: bool) -> None:
@@ -57,16 +56,6 @@ def load_report(path: Path) -> dict[str, Any]:
     if not isinstance(report, dict) or report.get("schema") != "loadtest-report/1":
         raise BadInput(f"{file}: not a loadtest report (schema loadtest-report/1)")
     return report
-
-
-def level_name(result: dict[str, Any]) -> str:
-    if result["mode"] == "concurrency":
-        return f"c={result['value']:g}"
-    return f"{result['value']:g}/s" + (" poisson" if result.get("arrival") == "poisson" else "")
-
-
-def _ms(value: float | None) -> str:
-    return NONE if value is None else f"{value:.2f}"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -115,26 +104,17 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def _results_table(report: dict[str, Any]) -> list[str]:
-    percentiles = " | ".join(PERCENTILES)
     lines = [
         "## Results",
         "",
-        f"| level | target | req/s | {percentiles} ms | service p99 | errors | mismatches | server queue / "
-        "compute ms | client cores | valid |",
-        "|---|---|---:|" + "---:|" * len(PERCENTILES) + "---:|---:|---:|---:|---:|---|",
+        "| level | target | " + " | ".join(c.title for c in COLUMNS) + " | valid |",
+        "|---|---|" + "---:|" * len(COLUMNS) + "---|",
     ]
     for result in report["results"]:
-        latency = result["latency_ms"]
-        server = result.get("server") or {}
-        figures = " | ".join(_ms(latency[p]) for p in PERCENTILES)
-        side = f"{_ms(server.get('queue_ms'))} / {_ms(server.get('compute_ms'))}" if server else NONE
         valid = "yes" if result["valid"] else f"**no**: {result['invalid_reason']}"
         name = level_name(result) + (" (probe)" if result.get("probe") else "")
-        lines.append(
-            f"| {name} | {result['target']} | {result['throughput_rps']:.1f} | {figures} | "
-            f"{_ms(result['service_ms']['p99'])} | {result['errors']} | {result['mismatches']} | {side} | "
-            f"{result['client_cpu']['cores']:.2f} | {valid} |"
-        )
+        figures = " | ".join(c.text(result) for c in COLUMNS)
+        lines.append(f"| {name} | {result['target']} | {figures} | {valid} |")
     return [*lines, ""]
 
 
@@ -147,7 +127,7 @@ def _search_table(report: dict[str, Any]) -> list[str]:
         "|---|---:|---:|---|",
     ]
     for name, search in report["slo_search"].items():
-        probes = ", ".join(f"{p['rate']:g}: {_ms(p['p99_ms'])}" for p in search["probes"])
+        probes = ", ".join(f"{p['rate']:g}: {ms(p['p99_ms'])}" for p in search["probes"])
         best = "none" if search["max_rate"] is None else f"{search['max_rate']:g}/s"
         failing = NONE if search.get("first_failing_rate") is None else f"{search['first_failing_rate']:g}/s"
         lines.append(f"| {name} | {best} | {failing} | {probes} |")

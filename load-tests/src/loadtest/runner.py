@@ -22,6 +22,7 @@ from typing import Any
 
 from emotion_contract.errors import BadInput, ExitCode, ToolError, Unavailable
 from loadtest import stats
+from loadtest.columns import level_name
 from loadtest.package import Package
 from loadtest.pool import WorkerPool
 from loadtest.prepare import Prepared
@@ -154,11 +155,11 @@ class Run:
             self.report["problems"].append(problem)
         for result in self.results:
             self.report["problems"].extend(
-                f"{result['target']} {_level_name(result)}: {b}" for b in result["breaches"]
+                f"{result['target']} {level_name(result)}: {b}" for b in result["breaches"]
             )
             if not result["valid"]:
                 self.report["problems"].append(
-                    f"{result['target']} {_level_name(result)}: {result['invalid_reason']}"
+                    f"{result['target']} {level_name(result)}: {result['invalid_reason']}"
                 )
         for name, search in self.searches.items():
             if search["max_rate"] is None:
@@ -219,7 +220,7 @@ class Run:
         self.write(self.report, False)
         if result["aborted"] and not is_live(target, protocol=config.protocol):
             raise Unavailable(
-                f"target {target.name} ({target.url}) died during {_level_name(result)}: {result['aborted']}"
+                f"target {target.name} ({target.url}) died during {level_name(result)}: {result['aborted']}"
             )
         return result
 
@@ -416,12 +417,6 @@ _STATUS = {
 }
 
 
-def _level_name(result: dict[str, Any]) -> str:
-    if result["mode"] == "concurrency":
-        return f"concurrency {result['value']:g}"
-    return f"rate {result['value']:g}/s"
-
-
 def _progress_line(result: dict[str, Any]) -> str:
     latency = result["latency_ms"]
     flags = []
@@ -431,7 +426,7 @@ def _progress_line(result: dict[str, Any]) -> str:
     if result["aborted"]:
         flags.append(f"aborted: {result['aborted']}")
     return (
-        f"{result['target']:>10} {_level_name(result):>18}: {result['throughput_rps']:9.1f} req/s "
+        f"{result['target']:>10} {level_name(result):>18}: {result['throughput_rps']:9.1f} req/s "
         f"p50 {latency['p50']} p99 {latency['p99']} ms, errors {result['errors']}, "
         f"mismatches {result['mismatches']}" + (f"  [{'; '.join(flags)}]" if flags else "")
     )
