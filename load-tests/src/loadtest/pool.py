@@ -9,11 +9,11 @@ from multiprocessing.connection import Connection, wait
 from types import TracebackType
 from typing import Any
 
-from loadtest.errors import LoadTestError
+from emotion_contract.errors import ToolError
 from loadtest.worker import Setup, Share, worker_main
 
 
-class WorkerFailed(LoadTestError):
+class WorkerFailed(ToolError):
     """A worker process died or did not answer in time (a bug, or the machine ran out of memory)."""
 
 
