@@ -234,6 +234,7 @@ def _run_parser(commands: Any) -> argparse.ArgumentParser:
     )
     _timing_options(run)
     _threshold_options(run)
+    _cost_options(run)
     run.add_argument("--output", type=Path, required=True, help="folder for report.json, report.md, plots/")
     return run
 
@@ -265,6 +266,55 @@ def _timing_options(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--seed", type=non_negative_int, default=1, help="seed of the Poisson arrivals (0 or more)"
     )
+
+
+def _cost_pair(parse: Any, what: str) -> Any:
+    """An argparse type for NAME=VALUE with VALUE read by `parse` (loadtest.cost): malformed is exit 2."""
+
+    def convert(text: str) -> tuple[str, Any]:
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(f"{text!r}: expected NAME={what}")
+        try:
+            return name.strip(), parse(value.strip())
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
+
+    return convert
+
+
+def _cost_options(run: argparse.ArgumentParser) -> None:
+    from loadtest.cost import parse_price, parse_resources
+
+    run.add_argument(
+        "--price",
+        action="append",
+        default=[],
+        type=_cost_pair(parse_price, "USD_PER_HOUR"),
+        metavar="NAME=USD_PER_HOUR",
+        help="what serving a target costs per hour, for the report's cost per million requests (no default)",
+    )
+    run.add_argument(
+        "--resources",
+        action="append",
+        default=[],
+        type=_cost_pair(parse_resources, "cpu:N,gpu:N"),
+        metavar="NAME=cpu:N[,gpu:N]",
+        help="a target's CPU cores and GPUs, for throughput per core and per GPU",
+    )
+
+
+def _per_target(pairs: list[tuple[str, Any]], targets: Sequence[Any], *, flag: str) -> dict[str, Any]:
+    """--price / --resources pairs by target name: each name a --target, once (exit 3 otherwise)."""
+    names = {t.name for t in targets}
+    found: dict[str, Any] = {}
+    for name, value in pairs:
+        if name not in names:
+            raise BadInput(f"{flag} {name}: no --target of that name")
+        if name in found:
+            raise BadInput(f"{flag} {name}: given twice")
+        found[name] = value
+    return found
 
 
 def _threshold_options(run: argparse.ArgumentParser) -> None:
@@ -357,8 +407,9 @@ def _run(args: argparse.Namespace) -> ExitCode:
     from loadtest.runner import RunConfig, default_workers, run_load
     from loadtest.targets import parse_targets
 
+    targets = parse_targets(args.target, args.metrics, protocol=args.protocol)
     config = RunConfig(
-        targets=parse_targets(args.target, args.metrics, protocol=args.protocol),
+        targets=targets,
         protocol=args.protocol,
         model=args.served_model,
         text=args.input == "text",
@@ -382,6 +433,8 @@ def _run(args: argparse.Namespace) -> ExitCode:
         max_mismatch_rate=args.max_mismatch_rate,
         stall_share=args.stall_share,
         seed=args.seed,
+        prices=_per_target(args.price, targets, flag="--price"),
+        resources=_per_target(args.resources, targets, flag="--resources"),
     )
     code, report = run_load(
         config=config,

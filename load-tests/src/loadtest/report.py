@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.columns import COLUMNS, NONE, level_name, ms
+from loadtest.cost import RESOURCE_KINDS, cost_summary
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -27,6 +28,7 @@ def write_report(report: dict[str, Any], output: Path, *, final: bool) -> None:
 
         plots = draw_plots(report, output / PLOTS)
     report["plots"] = [f"{PLOTS}/{name}" for name in plots]
+    report["cost"] = cost_summary(report)
     write_atomically(output / REPORT_JSON, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     write_atomically(output / REPORT_MD, markdown(report))
 
@@ -75,6 +77,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Load test: {targets}",
         "",
+        *_verdict(report),
         f"- status: **{report['status']}** (exit code {report['exit_code']}), {report['started']} to "
         f"{report['finished'] or 'running'}",
         f"- model: `{config['model']}` over {config['protocol']}, batch {config['batch_size']}, from package "
@@ -91,6 +94,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += _results_table(report)
     if report.get("slo_search"):
         lines += _search_table(report)
+    lines += _cost_table(report)
     lines += _errors_and_mismatches(report)
     if report.get("plots"):
         lines += ["## Plots", "", *[f"![{Path(p).stem.replace('_', ' ')}]({p})" for p in report["plots"]], ""]
@@ -146,3 +150,41 @@ def _errors_and_mismatches(report: dict[str, Any]) -> list[str]:
                 f"{example['got']} instead of {example['expected']}, drift {example['drift']:g}"
             )
     return ["## Errors and mismatches", "", *lines, ""] if lines else []
+
+
+def _cost(report: dict[str, Any]) -> dict[str, Any]:
+    return report.get("cost") or cost_summary(report)
+
+
+def _verdict(report: dict[str, Any]) -> list[str]:
+    """The first lines: which target serves at the lower cost, by how much, beyond noise or not."""
+    verdict = _cost(report)["verdict"]
+    return [f"**Verdict (cost)**: {verdict['line']}.", ""]
+
+
+def _cost_table(report: dict[str, Any]) -> list[str]:
+    entries = _cost(report)["targets"]
+    lines = [
+        "## Cost and hardware",
+        "",
+        "Per target at the level named (loadtest.cost): the price per hour from `--price`, the CPUs and GPUs "
+        "from `--resources`, and from them throughput per core and per GPU and the cost per million requests "
+        "(price / (req/s x 3600) x 10^6).",
+        "",
+        "| target | level | chosen as | USD / hour | "
+        + " | ".join(RESOURCE_KINDS.values())
+        + " | req/s | req/s per core | req/s per GPU | USD per million requests |",
+        "|---|---|---|---:|" + "---:|" * len(RESOURCE_KINDS) + "---:|---:|---:|---:|",
+    ]
+    for e in entries:
+        resources = " | ".join(_figure(e["resources"].get(kind)) for kind in RESOURCE_KINDS)
+        lines.append(
+            f"| {e['target']} | {e['level'] or NONE} | {e['basis']} | {_figure(e['price_per_hour'])} | "
+            f"{resources} | {_figure(e['throughput_rps'])} | {_figure(e['rps_per_core'])} | "
+            f"{_figure(e['rps_per_gpu'])} | {_figure(e['usd_per_million'])} |"
+        )
+    return [*lines, ""]
+
+
+def _figure(value: float | None) -> str:
+    return NONE if value is None else f"{value:.4g}"

@@ -16,7 +16,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,9 @@ class RunConfig:
     max_mismatch_rate: float
     stall_share: float
     seed: int
+    #: Per target: what serving it costs per hour (USD) and its CPUs and GPUs (loadtest.cost); no default.
+    prices: dict[str, float] = field(default_factory=dict)
+    resources: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         described = asdict(self)
