@@ -13,6 +13,8 @@
     manifests/<name>/<N>.claim                         who publishes version N (a conditional create)
     manifests/<name>/<N>.json                          sha256 + size of every object, source, options, parity
     manifests/<name>/READY                             the newest complete version; written last
+    manifests/<name>/requests/<R>.json                 the version a release's model request R was
+                                                       published as (written once, after READY)
 
 Callers get whole keys from Layout (never fragments to append to); file names live here only.
 The same N appears in both servers' trees. Version folders are written once and never overwritten.
@@ -118,6 +120,14 @@ class Layout:
 
     def claim(self, version: int) -> str:
         return f"{MANIFESTS}/{self.name}/{version}.claim"
+
+    def request(self, request: str) -> str:
+        """The record of model request `request` (the chart's hash of the model values): its version."""
+        return f"{MANIFESTS}/{self.name}/requests/{request}.json"
+
+    @property
+    def requests_prefix(self) -> str:
+        return f"{MANIFESTS}/{self.name}/requests/"
 
     @property
     def ready(self) -> str:
