@@ -3,7 +3,9 @@ package main
 import (
 	"math"
 	"os"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,6 +37,7 @@ func wallDeadline(t float64) time.Time {
 type waiter struct {
 	fd   int
 	file *os.File
+	raw  syscall.RawConn
 	buf  [8]byte
 }
 
@@ -43,7 +46,13 @@ func newWaiter() (*waiter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &waiter{fd: fd, file: os.NewFile(uintptr(fd), "timerfd")}, nil
+	file := os.NewFile(uintptr(fd), "timerfd")
+	raw, err := file.SyscallConn()
+	if err != nil {
+		_ = file.Close()
+		return nil, err
+	}
+	return &waiter{fd: fd, file: file, raw: raw}, nil
 }
 
 // until returns at time t (at once when t has passed).
@@ -53,11 +62,18 @@ func (w *waiter) until(t float64) {
 	}
 	sec := math.Floor(t)
 	spec := unix.ItimerSpec{Value: unix.Timespec{Sec: int64(sec), Nsec: int64((t - sec) * 1e9)}}
-	if err := unix.TimerfdSettime(w.fd, unix.TFD_TIMER_ABSTIME, &spec, nil); err != nil {
+	// Raw system calls (they do not block), as for rawConn: the runtime's syscall bookkeeping would wake its
+	// monitor thread at every request.
+	_, _, errno := unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, uintptr(w.fd), unix.TFD_TIMER_ABSTIME,
+		uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
+	if errno != 0 {
 		time.Sleep(time.Duration((t - now()) * 1e9))
 		return
 	}
-	_, _ = w.file.Read(w.buf[:])
+	_ = w.raw.Read(func(fd uintptr) bool {
+		_, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&w.buf[0])), uintptr(len(w.buf)))
+		return e != unix.EAGAIN
+	})
 }
 
 func (w *waiter) close() { _ = w.file.Close() }

@@ -56,6 +56,11 @@ func newGrpcSender(url string, payloads [][]byte) *grpcSender {
 func (g *grpcSender) open(timeout float64) error {
 	conn, err := grpc.NewClient("passthrough:///"+g.url,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(dialRaw),
+		// Fixed large windows: no BDP estimation, whose pings would add writes to the answers.
+		grpc.WithInitialWindowSize(maxMessage), grpc.WithInitialConnWindowSize(maxMessage),
+		// No retries (nothing is retried, so no request is kept for a replay), no service config lookup.
+		grpc.WithDisableRetry(), grpc.WithDisableServiceConfig(), grpc.WithSharedWriteBuffer(true),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{}),
 			grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)))
 	if err != nil {

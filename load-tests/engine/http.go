@@ -36,7 +36,7 @@ func newHTTPSender(url string, requests [][]byte) *httpSender {
 }
 
 func (h *httpSender) open(timeout float64) error {
-	c, err := net.DialTimeout("tcp", h.addr, time.Duration(timeout*1e9))
+	c, err := dialRawTimeout(h.addr, time.Duration(timeout*1e9))
 	if err != nil {
 		return fmt.Errorf("cannot connect to %s: %s", h.addr, reason(err))
 	}
@@ -86,7 +86,7 @@ func (h *httpSender) send(index int, deadline float64) outcome {
 		if c == nil {
 			// A server that accepts no connection must not hold a request past its deadline.
 			left := deadline - now()
-			conn, err := net.DialTimeout("tcp", h.addr, time.Duration(math.Max(left, 0)*1e9))
+			conn, err := dialRawTimeout(h.addr, time.Duration(math.Max(left, 0)*1e9))
 			if err != nil {
 				if isTimeout(err) || left <= 0 {
 					return outcome{kind: kindTimeout, detail: fmt.Sprintf("no connection within %.3g s", budget)}

@@ -215,6 +215,26 @@ func openLoop(l *levelSpec, t *target, r *recorder, hook *stallHook, w *waiter) 
 	var freedAt atomic.Uint64 // float64 bits: when the last slot was freed
 	freedAt.Store(math.Float64bits(l.StartAt))
 	var pending sync.WaitGroup
+	// Sender goroutines live for the level and take the next request when idle (a new one only when none
+	// is): a goroutine per request would grow a fresh stack every time.
+	jobs := make(chan job)
+	run := func(j job) {
+		o := t.sender.send(j.index, j.deadline)
+		hook.pass()
+		done := now()
+		freedAt.Store(math.Float64bits(done))
+		<-slots
+		r.mu.Lock()
+		r.record(j.index, &o, j.intended, j.sent, done)
+		r.mu.Unlock()
+		pending.Done()
+	}
+	sendLoop := func(first job) {
+		run(first)
+		for j := range jobs {
+			run(j)
+		}
+	}
 	next := intendedTimes(l)
 	for !r.stop.Load() {
 		intended := next()
@@ -254,17 +274,12 @@ func openLoop(l *levelSpec, t *target, r *recorder, hook *stallHook, w *waiter) 
 		} else {
 			r.mu.Unlock()
 			pending.Add(1)
-			go func(index int, intended, sent float64) {
-				defer pending.Done()
-				o := t.sender.send(index, sent+budget)
-				hook.pass()
-				done := now()
-				freedAt.Store(math.Float64bits(done))
-				<-slots
-				r.mu.Lock()
-				r.record(index, &o, intended, sent, done)
-				r.mu.Unlock()
-			}(index, intended, sent)
+			j := job{index: index, intended: intended, sent: sent, deadline: sent + budget}
+			select {
+			case jobs <- j: // an idle sender takes it
+			default:
+				go sendLoop(j)
+			}
 		}
 		index = (index + 1) % n
 	}
@@ -274,4 +289,11 @@ func openLoop(l *levelSpec, t *target, r *recorder, hook *stallHook, w *waiter) 
 	case <-finished:
 	case <-time.After(time.Duration((l.Timeout + 1) * 1e9)):
 	}
+	close(jobs)
+}
+
+// job is one open-loop request handed to a sender goroutine.
+type job struct {
+	index                    int
+	intended, sent, deadline float64
 }

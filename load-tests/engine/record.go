@@ -183,7 +183,8 @@ func (r *recorder) check(index int, o *outcome) {
 	}
 }
 
-var dtypeSize = map[string]int64{"FP32": 4, "FP16": 2, "BF16": 2, "FP64": 8}
+// dtypeSize: the output datatypes the Python check reads (engine.py), and their sizes.
+var dtypeSize = map[string]int64{"FP32": 4, "FP16": 2, "FP64": 8}
 
 func sameDims(a, b []int64) bool {
 	if len(a) != len(b) {
