@@ -32,7 +32,7 @@ $(ETCD_BIN):
 	hack/kube-build.sh etcd $(ETCD_VERSION)
 
 $(KWOK_BIN):
-	hack/go-install.sh kwok sigs.k8s.io/kwok $(KWOK_VERSION) cmd/kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=$(KWOK_VERSION)"
+	hack/go-install.sh kwok sigs.k8s.io/kwok $(KWOK_VERSION) cmd/kwok
 
 module_dir = $$($(GO) mod download -json $(1) | $(PYTHON) -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
 

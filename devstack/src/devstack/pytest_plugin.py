@@ -2,7 +2,9 @@
 
 - `s3_server`: one S3 gateway for the whole session (tests use their own buckets);
 - `fresh_s3`: a server of the test's own, which the test may stop, kill and restart;
-- `triton_factory`, `prometheus_factory`: start servers that are stopped after the test.
+- `triton_factory`, `prometheus_factory`: start servers that are stopped after the test;
+- `kube_cluster`: one Kubernetes control plane with KWOK for the session (tests use their own
+  namespaces and node pools; devstack.cluster).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from devstack.cluster import Cluster
 from devstack.prometheus import Prometheus
 from devstack.s3 import S3Server
 from devstack.triton import TritonServer
@@ -70,3 +73,9 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
     finally:
         for server in started:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with Cluster(root=tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
