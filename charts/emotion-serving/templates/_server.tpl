@@ -41,8 +41,7 @@ spec:
   strategy:
     type: RollingUpdate
     rollingUpdate:
-      maxSurge: 1
-      maxUnavailable: 0
+      {{- toYaml $values.rollingUpdate | nindent 6 }}
   template:
     metadata:
       labels:
