@@ -182,6 +182,16 @@ podFailurePolicy:
       onPodConditions:
         - type: DisruptionTarget
           status: "True"
+    # Any other exit of the packager may pass on a retry: a new pod, after the Job's back-off (10 s,
+    # doubling up to 6 min), until activeDeadlineSeconds. Not counted, so that backoffLimit can be 0:
+    # helm 3 takes a Job for failed only when status.failed exceeds backoffLimit, and a FailJob above
+    # leaves status.failed at 1 (with a larger backoffLimit, `helm install --wait-for-jobs` would wait
+    # out its --timeout).
+    - action: Ignore
+      onExitCodes:
+        containerName: packager
+        operator: NotIn
+        values: {{ include "emotion-serving.packager.permanentExitCodes" . }}
 template:
   {{- include "emotion-serving.packager.pod" . | nindent 2 }}
 {{- end }}
