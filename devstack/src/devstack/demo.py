@@ -4,8 +4,11 @@ The chart is rendered with examples/values/local.yaml and run by devstack.releas
 as its MinIO, the packager Job (the default model from the HuggingFace hub when it answers; without
 it, a clearly labelled local stand-in of the same shape), the servers' `wait`, Triton from the
 bucket, OVMS's rendered configuration checked and its models compiled with the OpenVINO runtime,
-Prometheus on the rendered ServiceMonitors and rules, a short load test and the `helm test`
-command. Everything is stopped at the end, whatever happens.
+Prometheus on the rendered ServiceMonitors and rules, the runtime comparison (devstack.runtimes: the
+classifier under ONNX Runtime and the OVMS IR under OpenVINO with the rendered plugin_config, both
+through the local Triton, the same client, inputs and load; token ids and raw text) and the `helm
+test` command. Everything is stopped at the end, whatever happens. The summary ends with the
+two-column comparison and its verdict; comparison.md in the output folder is the report.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from devstack.chart import Render
 from devstack.errors import StackError
 from devstack.paths import REPO_ROOT
 from devstack.release import Release, checkpoint_values, rule_files
-from emotion_contract.servers import SERVERS, Server
+from devstack.runtimes import WHAT, Compared, compare_runtimes, write_markdown
 
 DEFAULT_MODEL = "seara/rubert-tiny2-cedr-russian-emotion"
 VALUES = REPO_ROOT / "examples" / "values" / "local.yaml"
@@ -38,6 +41,7 @@ class Demo:
         self.model = model
         self.duration = duration
         self.timings: list[tuple[str, float]] = []
+        self.compared: Compared | None = None
 
     @contextmanager
     def step(self, title: str) -> Iterator[None]:
@@ -90,7 +94,9 @@ class Demo:
                         f"{component} wait",
                     )
             with self.step("start Triton from the bucket"):
+                started = time.monotonic()
                 release.start_triton()
+                triton_ready_s = round(time.monotonic() - started, 1)
             with self.step("check OVMS's rendered configuration; compile its models with OpenVINO"):
                 problems, compiled = release.check_ovms()
                 if problems:
@@ -99,9 +105,20 @@ class Demo:
             with self.step("start Prometheus on the rendered ServiceMonitors and rules"):
                 prometheus, skipped = release.start_prometheus(rule_files=rule_files(render, release_root))
                 summary["not_scraped"] = skipped
-            with self.step(f"load test Triton ({self.duration} per level)"):
-                summary["report"] = self.load_test(release)
-                summary["load"] = load_lines(Path(summary["report"]) / "report.json")
+            with self.step(
+                f"compare the runtimes: ONNX Runtime and OpenVINO through Triton ({self.duration} per level)"
+            ):
+                compared = compare_runtimes(release, self.out / "comparison", duration=self.duration)
+                compared.figures["onnxruntime_triton_start_to_ready_s"] = triton_ready_s
+                summary["compared"] = WHAT
+                summary["load"] = [
+                    line
+                    for p in compared.reports.values()
+                    for line in load_lines(Path(p).with_name("report.json"))
+                ]
+                summary["figures"] = compared.figures
+                summary["report"] = str(self.out / "comparison" / "comparison.md")
+                write_markdown(compared, Path(summary["report"]))
             with self.step("run the helm test command"):
                 test, not_here = release.helm_test()
                 _completed(test, "the helm test command")
@@ -110,28 +127,8 @@ class Demo:
             rate = prometheus.wait_for('emotion:requests_success:rate{server="triton"}', timeout=60)
             summary["prometheus_triton_rate"] = round(float(rate[0]["value"][1]), 2)
         summary["timings_s"] = {title: round(seconds, 1) for title, seconds in self.timings}
+        self.compared = compared
         return summary
-
-    def load_test(self, release: Release) -> str:
-        report = self.out / "report"
-        service = f"{release.render.release}-emotion-serving-triton"
-        ports = SERVERS[Server.TRITON].ports
-        grpc, metrics = (
-            release.loop.address(service, ports["grpc"]),
-            release.loop.address(service, ports["metrics"]),
-        )
-        assert release.s3 is not None
-        completed = release.run_argv(
-            [sys.executable, "-m", "loadtest", "run", f"--target=triton={grpc}", f"--metrics=triton=http://{metrics}/metrics",
-             "--protocol=grpc", f"--package=s3://{release.bucket}", f"--endpoint={release.s3.endpoint}",
-             "--concurrency=1,4", f"--duration={self.duration}", "--warmup=2s", f"--output={report}"],
-            release.s3.env(),
-            timeout=600,
-        )  # fmt: skip
-        # Exit 0 or a threshold breach (the client lagging on a busy laptop) still leaves a full report.
-        if not (report / "report.json").is_file():
-            raise StackError(f"loadtest wrote no report: {completed.stderr.strip()[-500:]}")
-        return str(report)
 
 
 def load_lines(report: Path) -> list[str]:
@@ -164,8 +161,13 @@ def _check(argv: list[str], what: str) -> None:
 def main(out: Path, *, model: str = DEFAULT_MODEL, duration: str = "10s") -> int:
     """The demo; a StackError reaches the CLI's boundary (`devstack: <message>`, exit 6)."""
     started = time.monotonic()
-    summary = Demo(out, model=model, duration=duration).run()
+    demo = Demo(out, model=model, duration=duration)
+    summary = demo.run()
     print("\n==> summary")
     print(yaml.safe_dump(summary, sort_keys=False, allow_unicode=True))
-    print(f"demo: done in {time.monotonic() - started:.0f} s; report: {summary['report']}/report.md")
+    assert demo.compared is not None
+    print("==> comparison: the same Triton, client, inputs and load; the runtime differs")
+    print("\n".join(demo.compared.tables))
+    print(f"verdict: {demo.compared.verdict}")
+    print(f"demo: done in {time.monotonic() - started:.0f} s; report: {summary['report']}")
     return 0

@@ -59,6 +59,8 @@ class Release:
     triton: ManagedProcess | None = None
     triton_ports: dict[str, int] = field(default_factory=dict)
     prometheus: Prometheus | None = None
+    #: After check_ovms: each OVMS model's downloaded version folder and its rendered plugin_config.
+    ovms_models: dict[str, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
     loop: Loopback = field(init=False)
     _owns_s3: bool = field(default=True, init=False)
 
@@ -211,6 +213,7 @@ class Release:
                 if key.startswith(f"{prefix}/{version}/"):
                     client.fget_object(bucket, key, str(folder / key.rsplit("/", 1)[1]))
             compiled[name] = ovms.compile_model(next(folder.glob("*.xml")), plugin)
+            self.ovms_models[name] = (folder, plugin)
         return compiled
 
     def _scrapes(self) -> list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]]:
