@@ -292,6 +292,9 @@ def comparison(report: dict[str, Any], *, kind: str) -> tuple[list[str], str]:
     for metric in ("req/s", "p99 ms"):
         change = changes[metric]
         parts.append(f"{metric} {change.new:.4g} vs {change.old:.4g} {_judged(change)}")
+    invalid = [f"{name} invalid: {r['invalid_reason']}" for name, r in results.items() if not r["valid"]]
+    if invalid:  # the figures include the client's own lateness: say so next to them
+        parts.append(", ".join(invalid))
     return lines, f"{kind} {level}: {OPENVINO} vs {ONNXRUNTIME}: " + "; ".join(parts)
 
 

@@ -83,8 +83,11 @@ def chosen_level(report: Report, target: str) -> tuple[Result | None, str]:
     passing = [r for r in results if not r.get("probe") and r["valid"] and not r["breaches"]]
     if not passing:
         return None, "no valid level within the thresholds"
-    within = f"p99 ≤ {bound:g} ms and the other thresholds" if bound is not None else "the thresholds, no SLO"
-    return max(passing, key=lambda r: r["value"]), f"the highest valid level within {within} (no SLO search)"
+    if bound is None:
+        basis = "the highest valid level within the thresholds (no --slo-p99-ms; no SLO search)"
+    else:
+        basis = f"the highest valid level within p99 ≤ {bound:g} ms and the other thresholds (no SLO search)"
+    return max(passing, key=lambda r: r["value"]), basis
 
 
 def target_cost(report: Report, target: str) -> dict[str, Any]:
