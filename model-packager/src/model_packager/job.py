@@ -1,5 +1,7 @@
 """What the chart's Job runs (`model-packager run`), as a pipeline of small named steps:
 
+    recorded     with --request: this model request was published already (its record names a
+                 complete version): done, without the hub and without building (lifecycle.py)
     resolve      the checkpoint (hub id at a revision, or a local folder) and its commit
     fits         the options against the checkpoint, before the bucket is touched
     fingerprint  source + options + libraries: the build's identity
@@ -7,6 +9,8 @@
     build        convert and prove (the parity gate) into scratch space, as version 1
     claim        the next version number, only once the gate has passed (no orphan numbers)
     publish      the tree renumbered to the claimed version, then READY
+    record       with --request: the version it was published as (or found), written once
+    retention    with --keep-versions: complete versions outside the kept set deleted
 
 The CLI parses and validates its flags into a JobRequest and calls `run_job`; the tests call it too.
 """
@@ -16,13 +20,14 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from emotion_contract.layout import Layout
 from emotion_contract.logs import Reporter
 from emotion_contract.s3 import Bucket
 from model_packager.build import BuildOptions, build
+from model_packager.lifecycle import Retention, apply_retention, record, recorded
 from model_packager.manifest import fingerprint, library_versions
 from model_packager.publish import PublishResult, already_published, publish_version, reserve
 from model_packager.source import Source, resolve
@@ -35,6 +40,8 @@ class JobRequest:
     options: BuildOptions
     sentences: Sequence[str]  # the parity sample
     work_dir: Path | None = None  # scratch space for the build (default: the system's temp dir)
+    request: str | None = None  # the chart's hash of the model values (lifecycle.py)
+    retention: Retention = field(default_factory=Retention)
 
 
 def resolve_source(model: str, revision: str | None, reporter: Reporter) -> Source:
@@ -51,7 +58,27 @@ def resolve_source(model: str, revision: str | None, reporter: Reporter) -> Sour
 
 
 def run_job(request: JobRequest, *, bucket: Bucket, reporter: Reporter) -> PublishResult:
-    """Skip if published, else build, claim a version, publish it (module docstring: the steps)."""
+    """Skip if recorded or published, else build, claim a version, publish it; record it and apply
+    retention (module docstring: the steps)."""
+    layout = Layout(request.options.name)
+    if request.request is not None:
+        found = recorded(bucket=bucket, layout=layout, request=request.request, reporter=reporter)
+        if found is not None:
+            reporter.info("already recorded", request=request.request, version=found.version)
+            result = PublishResult(version=found.version, already_published=True)
+        else:
+            result = _publish(request, bucket=bucket, reporter=reporter)
+            record(bucket=bucket, layout=layout, request=request.request, version=result.version,
+                   fingerprint=result.fingerprint)  # fmt: skip
+    else:
+        result = _publish(request, bucket=bucket, reporter=reporter)
+    result.deleted = apply_retention(
+        bucket=bucket, layout=layout, retention=request.retention, served=[result.version], reporter=reporter
+    )
+    return result
+
+
+def _publish(request: JobRequest, *, bucket: Bucket, reporter: Reporter) -> PublishResult:
     options = request.options
     source = resolve_source(request.model, request.revision, reporter)
     options.check_fits(source)
@@ -59,6 +86,7 @@ def run_job(request: JobRequest, *, bucket: Bucket, reporter: Reporter) -> Publi
     build_id = fingerprint(source=source.describe(), options=options.as_dict(), libraries=library_versions())
     done = already_published(bucket=bucket, layout=layout, fingerprint=build_id, reporter=reporter)
     if done is not None:
+        done.fingerprint = build_id
         return done
     work = Path(tempfile.mkdtemp(prefix="model-packager-", dir=request.work_dir))
     try:
@@ -71,6 +99,8 @@ def run_job(request: JobRequest, *, bucket: Bucket, reporter: Reporter) -> Publi
             reporter=reporter,
         )
         version = reserve(bucket, layout, build_id)
-        return publish_version(tree=tree, bucket=bucket, version=version, reporter=reporter)
+        result = publish_version(tree=tree, bucket=bucket, version=version, reporter=reporter)
+        result.fingerprint = build_id
+        return result
     finally:
         shutil.rmtree(work, ignore_errors=True)

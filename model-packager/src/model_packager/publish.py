@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from model_packager.audit import check_version
 from model_packager.build import pointer_files
 from model_packager.manifest import LocalTree, now
 
-_VERSION_FILE = re.compile(r"/(\d+)\.(json|claim)$")
+_VERSION_FILE = re.compile(r"(\d+)\.(json|claim)")  # directly under manifests/<name>/
 
 
 @dataclass
@@ -51,6 +51,8 @@ class PublishResult:
     uploaded_objects: int = 0
     uploaded_bytes: int = 0
     skipped_objects: int = 0
+    fingerprint: str = ""
+    deleted: list[int] = field(default_factory=list)  # versions retention removed (job.run_job)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -150,6 +152,7 @@ def publish_version(*, tree: LocalTree, bucket: Bucket, version: int, reporter: 
         step.update(bytes=result.uploaded_bytes, skipped=result.skipped_objects)
 
     models = tree.manifest["models"]
+    served = pointer_files(manifest=tree.manifest, version=version)
     manifest = {
         **tree.manifest,
         "version": version,
@@ -157,11 +160,10 @@ def publish_version(*, tree: LocalTree, bucket: Bucket, version: int, reporter: 
         "models": {**models, "tokenizer": {"key": _renumber(models["tokenizer"]["key"], version)}},
         "objects": {
             **{o.key: {"sha256": o.sha256, "size": o.size} for o in objects},
-            **{
-                k: {"sha256": _sha(v), "size": len(v)}
-                for k, v in pointer_files(manifest=tree.manifest, version=version).items()
-            },
+            **{k: {"sha256": _sha(v), "size": len(v)} for k, v in served.items()},
         },
+        # The version's own copies of the pointers, for `fetch` (the bucket's follow READY).
+        "served_files": {k: v.decode() for k, v in served.items()},
     }
     manifest_bytes = dump(manifest)
     _advance(
@@ -301,7 +303,7 @@ def _verify(bucket: Bucket, obj: _Object) -> None:
 def _version_files(bucket: Bucket, layout: Layout) -> list[tuple[int, str]]:
     found = []
     for key in bucket.keys(layout.manifests_prefix):
-        match = _VERSION_FILE.search(key)
+        match = _VERSION_FILE.fullmatch(key[len(layout.manifests_prefix) :])
         if match:
             found.append((int(match.group(1)), match.group(2)))
     return sorted(found)
