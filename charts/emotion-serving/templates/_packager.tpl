@@ -12,16 +12,37 @@ refused, conflict (model-packager errors.py PERMANENT; `make chart-contract` com
 {{- end }}
 
 {{- define "emotion-serving.packager.args" -}}
-{{- $p := .Values.packager -}}
 {{- $g := .Values.global -}}
 - run
+{{ include "emotion-serving.packager.modelArgs" . }}
+{{- /* The model request: a run of one already recorded neither resolves the revision on the hub nor builds. */}}
+- --request={{ include "emotion-serving.packager.modelArgs" . | sha256sum | trunc 16 }}
+{{- with $g.model.retention.versions }}
+- --keep-versions={{ . }}
+{{- end }}
+{{- range compact (prepend $g.model.retention.keep $g.model.version) | uniq }}
+- --keep={{ . }}
+{{- end }}
+- --endpoint={{ include "emotion-serving.s3.endpoint" . }}
+- --bucket={{ $g.s3.bucket }}
+- --work-dir=/work
+{{- if $g.s3.ca.configMap }}
+- --ca-bundle=/etc/emotion-serving/s3-ca/ca.crt
+{{- end }}
+{{- end }}
+
+{{/*
+The `run` arguments that shape the build: what the model request hashes. Anything else (endpoint,
+retention, resources, image) changes nothing the request was published as.
+*/}}
+{{- define "emotion-serving.packager.modelArgs" -}}
+{{- $p := .Values.packager -}}
+{{- $g := .Values.global -}}
 - --model={{ $p.model }}
 {{- with $p.revision }}
 - --revision={{ . }}
 {{- end }}
 - --name={{ $g.model.name }}
-- --endpoint={{ include "emotion-serving.s3.endpoint" . }}
-- --bucket={{ $g.s3.bucket }}
 - --max-length={{ $p.maxLength }}
 - --precision={{ $p.precision }}
 {{- /* The parity gate compiles the IR as OVMS will run it (its INFERENCE_PRECISION_HINT; empty: the CPU's own).
@@ -32,10 +53,6 @@ Without OVMS its values are absent: f32, the precision every other runtime here 
 - --tensorrt={{ $p.tensorrt }}
 - --max-batch-size={{ $p.maxBatchSize }}
 - --text={{ ternary "on" "off" $g.model.text }}
-- --work-dir=/work
-{{- if $g.s3.ca.configMap }}
-- --ca-bundle=/etc/emotion-serving/s3-ca/ca.crt
-{{- end }}
 {{- with $p.extraArgs }}
 {{ toYaml . }}
 {{- end }}

@@ -29,23 +29,6 @@ The endpoint's "host:port", with the scheme's default port made explicit.
 {{- end }}
 
 {{/*
-Triton's model repository: the endpoint goes inside the URL, "s3://host:port/bucket/triton" over
-HTTP, "s3://https://host:port/bucket/triton" over TLS (Triton core src/filesystem/implementations/s3.h).
-*/}}
-{{- define "emotion-serving.s3.tritonRepository" -}}
-{{- $tls := eq (urlParse (include "emotion-serving.s3.endpoint" .)).scheme "https" -}}
-{{- printf "s3://%s%s/%s/triton" (ternary "https://" "" $tls) (include "emotion-serving.s3.hostPort" .) .Values.global.s3.bucket -}}
-{{- end }}
-
-{{/*
-OVMS's base_path of a model: "s3://bucket/ovms/<model>"; OVMS takes the endpoint from S3_ENDPOINT.
-(dict "ctx" $ "model" NAME)
-*/}}
-{{- define "emotion-serving.s3.ovmsBasePath" -}}
-{{- printf "s3://%s/ovms/%s" .ctx.Values.global.s3.bucket .model -}}
-{{- end }}
-
-{{/*
 NetworkPolicy egress rule to the S3 endpoint: the bundled MinIO's pods, or the endpoint's port
 anywhere (an external endpoint's addresses are not known here).
 */}}
@@ -118,23 +101,35 @@ CA option of their own and verify against it). (dict "ctx" $ "path" PATH)
 {{- end }}
 
 {{/*
-The initContainer of each server: `model-packager wait` until the wanted version of the models is
-published and READY, so a server never starts on an empty or half-written bucket.
-(dict "ctx" $); its timeout and resources are global.wait's.
+The local model repository a server serves: the fetch initContainer fills it in the pod's /tmp emptyDir,
+the server reads nothing else (no S3 access of its own, no polling of the bucket).
 */}}
-{{- define "emotion-serving.waitForModel" -}}
+{{- define "emotion-serving.modelRepository" -}}
+/tmp/models
+{{- end }}
+
+{{/*
+The initContainer of each server: `model-packager fetch` waits until the version is published and
+complete, then downloads that one version of the server's models, each file checked against its
+manifest, into emotion-serving.modelRepository. The version is global.model.version (a pin: every pod
+of the release serves it, whatever is published later), else the one READY names when the pod starts.
+(dict "ctx" $ "component" "ovms"|"triton"); its timeout and resources are global.wait's.
+*/}}
+{{- define "emotion-serving.fetchModel" -}}
 {{- $g := .ctx.Values.global -}}
-- name: wait-for-model
+- name: fetch-model
   {{- include "emotion-serving.packagerImage" .ctx | nindent 2 }}
   command: ["model-packager"]
   args:
-    - wait
+    - fetch
+    - --server={{ .component }}
     - --endpoint={{ include "emotion-serving.s3.endpoint" .ctx }}
     - --bucket={{ $g.s3.bucket }}
     - --name={{ $g.model.name }}
     {{- if $g.model.version }}
     - --version={{ $g.model.version }}
     {{- end }}
+    - --output={{ include "emotion-serving.modelRepository" . }}
     - --timeout={{ $g.wait.timeoutSeconds }}
     {{- if $g.s3.ca.configMap }}
     - --ca-bundle=/etc/emotion-serving/s3-ca/ca.crt

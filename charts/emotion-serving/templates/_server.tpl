@@ -57,7 +57,7 @@ spec:
       {{- include "emotion-serving.podCommon" . | nindent 6 }}
       terminationGracePeriodSeconds: {{ $values.terminationGracePeriodSeconds }}
       initContainers:
-        {{- include "emotion-serving.waitForModel" . | nindent 8 }}
+        {{- include "emotion-serving.fetchModel" . | nindent 8 }}
       containers:
         - name: {{ .component }}
           {{- include "emotion-serving.containerImage" (dict "ctx" .ctx "image" $values.image) | nindent 10 }}

@@ -37,8 +37,10 @@ data:
 
 {{/*
 The two bucket policies: reader (the servers: list and get) and writer (the packager: also put and
-multipart uploads, listing and aborting the unfinished ones a killed run left). No delete: a publish
-only adds objects. (dict "bucket" NAME "access" "reader"|"writer")
+multipart uploads, listing and aborting the unfinished ones a killed run left). A publish only adds
+objects; with retention on (global.model.retention.versions) the writer may also delete, and only
+under the model's own folders: its version folders on both servers and its manifests.
+(dict "bucket" NAME "access" "reader"|"writer" "model" (global.model))
 */}}
 {{- define "emotion-serving.minio.policy" -}}
 {{- $bucketActions := list "s3:GetBucketLocation" "s3:ListBucket" -}}
@@ -48,9 +50,17 @@ only adds objects. (dict "bucket" NAME "access" "reader"|"writer")
 {{- $objectActions = concat $objectActions (list "s3:PutObject" "s3:AbortMultipartUpload" "s3:ListMultipartUploadParts") -}}
 {{- end -}}
 {{- $arn := printf "arn:aws:s3:::%s" .bucket -}}
-{{- toPrettyJson (dict "Version" "2012-10-17" "Statement" (list
+{{- $statements := list
   (dict "Effect" "Allow" "Action" $bucketActions "Resource" (list $arn))
-  (dict "Effect" "Allow" "Action" $objectActions "Resource" (list (printf "%s/*" $arn))))) -}}
+  (dict "Effect" "Allow" "Action" $objectActions "Resource" (list (printf "%s/*" $arn))) -}}
+{{- if and (eq .access "writer") .model.retention.versions -}}
+{{- $name := .model.name -}}
+{{- $folders := list (printf "ovms/%s" $name) (printf "ovms/%s-text" $name) (printf "triton/%s" $name) (printf "triton/%s-tokenizer" $name) (printf "triton/%s-text" $name) (printf "manifests/%s" $name) -}}
+{{- $resources := list -}}
+{{- range $folders }}{{ $resources = append $resources (printf "%s/%s/*" $arn .) }}{{ end -}}
+{{- $statements = append $statements (dict "Effect" "Allow" "Action" (list "s3:DeleteObject") "Resource" $resources) -}}
+{{- end -}}
+{{- toPrettyJson (dict "Version" "2012-10-17" "Statement" $statements) -}}
 {{- end }}
 
 {{/*
@@ -88,7 +98,7 @@ setup.sh: |
   exec sleep infinity
 {{- range $access := list "reader" "writer" }}
 emotion-serving-{{ $access }}.json: |
-  {{- include "emotion-serving.minio.policy" (dict "bucket" $.Values.global.s3.bucket "access" $access) | nindent 2 }}
+  {{- include "emotion-serving.minio.policy" (dict "bucket" $.Values.global.s3.bucket "access" $access "model" $.Values.global.model) | nindent 2 }}
 {{- end }}
 {{- end }}
 

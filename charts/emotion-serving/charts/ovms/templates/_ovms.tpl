@@ -1,6 +1,8 @@
 {{/*
 OVMS's config.json: the token model `<name>` and, with global.model.text, the raw-text model
-`<name>-text`, both from the bucket, with the same device, plugin_config and version policy.
+`<name>-text`, both from the local repository the fetch initContainer filled with one version, with
+the same device and plugin_config. The version policy names global.model.version when it is pinned
+(specific), else the one version there (latest 1).
 Per-model settings live here because OVMS rejects them on the command line next to --config_path;
 metrics are switched on here only, since enabling them in both places is a config error
 (model_server docs/parameters.md, src/config.cpp).
@@ -17,19 +19,13 @@ metrics are switched on here only, since enabling them in both places is a confi
 {{- $plugin = merge $plugin $config.extraPluginConfig }}
 {{- $names := list .Values.global.model.name }}
 {{- if .Values.global.model.text }}{{ $names = append $names (printf "%s-text" .Values.global.model.name) }}{{ end }}
-{{- $policy := $config.versionPolicy }}
-{{- $versionPolicy := dict "all" dict }}
-{{- if eq $policy.type "latest" }}
-{{- $versionPolicy = dict "latest" (dict "num_versions" (int $policy.numVersions)) }}
-{{- else if eq $policy.type "specific" }}
-{{- if not $policy.versions }}
-{{- fail "ovms.config.versionPolicy.versions: list the versions to serve with type specific" }}
-{{- end }}
-{{- $versionPolicy = dict "specific" (dict "versions" $policy.versions) }}
+{{- $versionPolicy := dict "latest" (dict "num_versions" 1) }}
+{{- with .Values.global.model.version }}
+{{- $versionPolicy = dict "specific" (dict "versions" (list (int .))) }}
 {{- end }}
 {{- $models := list }}
 {{- range $names }}
-{{- $model := dict "name" . "base_path" (include "emotion-serving.s3.ovmsBasePath" (dict "ctx" $ "model" .)) "target_device" $config.targetDevice "model_version_policy" $versionPolicy }}
+{{- $model := dict "name" . "base_path" (printf "%s/%s" (include "emotion-serving.modelRepository" $) .) "target_device" $config.targetDevice "model_version_policy" $versionPolicy }}
 {{- with $plugin }}{{ $_ := set $model "plugin_config" . }}{{ end }}
 {{- with $config.nireq }}{{ $_ := set $model "nireq" (int .) }}{{ end }}
 {{- $models = append $models (dict "config" $model) }}
@@ -40,15 +36,9 @@ metrics are switched on here only, since enabling them in both places is a confi
 {{- end }}
 
 {{/*
-S3 as OVMS reads it: S3_ENDPOINT (the scheme picks HTTP or HTTPS) and AWS_REGION, not
-AWS_DEFAULT_REGION (model_server src/filesystem/s3filesystem.cpp).
+OVMS reads no S3 (the fetch initContainer has the credentials): its environment is the user's only.
 */}}
 {{- define "emotion-serving.ovms.env" -}}
-- name: S3_ENDPOINT
-  value: {{ include "emotion-serving.s3.endpoint" . | quote }}
-- name: AWS_REGION
-  value: {{ .Values.global.s3.region | quote }}
-{{ include "emotion-serving.s3.credentialsEnv" (dict "ctx" . "access" "reader") }}
 {{- end }}
 
 {{- define "emotion-serving.ovms.volumes" -}}
@@ -62,5 +52,4 @@ AWS_DEFAULT_REGION (model_server src/filesystem/s3filesystem.cpp).
 - name: config
   mountPath: /config
   readOnly: true
-{{- include "emotion-serving.s3.caMount" (dict "ctx" . "path" .Values.caBundlePath) }}
 {{- end }}

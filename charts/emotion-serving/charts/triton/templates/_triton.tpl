@@ -1,11 +1,12 @@
 {{/*
-tritonserver's arguments (Triton core src/command_line_parser.cc; REFERENCE.md). The repository URL
-carries the S3 endpoint; the ports are the contract's.
+tritonserver's arguments (Triton core src/command_line_parser.cc; REFERENCE.md). The repository is the
+local folder the fetch initContainer filled with the one version this pod serves (its configs name
+it); the ports are the contract's.
 */}}
 {{- define "emotion-serving.triton.args" -}}
 {{- $ports := (include "emotion-serving.ports" . | fromYaml).triton -}}
 {{- $configName := .Values.modelConfigName | default (ternary "" "cpu" .Values.gpu.enabled) -}}
-- --model-repository={{ include "emotion-serving.s3.tritonRepository" . }}
+- --model-repository={{ include "emotion-serving.modelRepository" . }}
 - --model-control-mode={{ .Values.modelControlMode }}
 {{- if eq .Values.modelControlMode "poll" }}
 - --repository-poll-secs={{ .Values.repositoryPollSecs }}
@@ -44,13 +45,9 @@ with global.model.text the tokenizer and the ensemble that chains them.
 {{- end }}
 
 {{/*
-S3 as Triton reads it: the endpoint in the repository URL, AWS_DEFAULT_REGION (not AWS_REGION) and the
-keys (Triton core src/filesystem/implementations/s3.h).
+Triton reads no S3 (the fetch initContainer has the credentials): its environment is the user's only.
 */}}
 {{- define "emotion-serving.triton.env" -}}
-- name: AWS_DEFAULT_REGION
-  value: {{ .Values.global.s3.region | quote }}
-{{ include "emotion-serving.s3.credentialsEnv" (dict "ctx" . "access" "reader") }}
 {{- end }}
 
 {{- define "emotion-serving.triton.volumes" -}}
@@ -64,7 +61,6 @@ keys (Triton core src/filesystem/implementations/s3.h).
 {{- define "emotion-serving.triton.volumeMounts" -}}
 - name: dshm
   mountPath: /dev/shm
-{{- include "emotion-serving.s3.caMount" (dict "ctx" . "path" .Values.caBundlePath) }}
 {{- end }}
 
 {{/*
