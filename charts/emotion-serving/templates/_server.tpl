@@ -6,7 +6,7 @@ what differs: its arguments, environment, volumes and probe paths.
 
 {{/*
 The Deployment. (dict "ctx" $ "component" NAME "values" .Values
-  "command" LIST "args" LIST "env" YAML-LIST "volumes" YAML-LIST "volumeMounts" YAML-LIST
+  "command" LIST "args" LIST "env" YAML-LIST (may be empty) "volumes" YAML-LIST "volumeMounts" YAML-LIST
   "annotations" MAP (pod annotations besides values.podAnnotations)
   "resources" MAP (default values.resources)
   "readinessPath" PATH "startupPath" PATH (default /v2/health/ready; liveness is /v2/health/live: KServe v2 paths)
@@ -65,11 +65,13 @@ spec:
             {{- toYaml .command | nindent 12 }}
           args:
             {{- toYaml (concat .args $values.extraArgs) | nindent 12 }}
+          {{- if or (trim (.env | default "")) $values.extraEnv }}
           env:
-            {{- .env | nindent 12 }}
+            {{- with trim (.env | default "") }}{{ . | nindent 12 }}{{ end }}
             {{- with $values.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
+          {{- end }}
           ports:
             {{- include "emotion-serving.containerPorts" . | trim | nindent 12 }}
           {{- include "emotion-serving.httpProbes" (dict "probes" $values.probes "port" "http" "startup" (.startupPath | default "/v2/health/ready") "readiness" .readinessPath "liveness" "/v2/health/live") | trim | nindent 10 }}
