@@ -65,7 +65,8 @@ class Helm:
         if check and result.returncode:
             command = f"{self.binary} {' '.join(args)}"
             raise AssertionError(
-                f"{command} exited {result.returncode}:\n{result.stderr}\n{result.stdout[-2000:]}"
+                f"{command} exited {result.returncode}:\n{result.stderr}\n{result.stdout[-2000:]}\n"
+                f"the namespace's last warnings:\n{self.warnings()}"
             )
         return result
 
@@ -76,6 +77,16 @@ class Helm:
     def upgrade(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run("upgrade", self.release, str(CHART), "--reuse-values", *args,
                         "--wait", "--wait-for-jobs", "--timeout", CONVERGE_TIMEOUT, check=check)  # fmt: skip
+
+    def warnings(self, count: int = 8) -> str:
+        """The namespace's last Warning events (why a pod is not created, not scheduled)."""
+        result = self.cluster.kubectl(
+            "get", "events", "--namespace", self.namespace, "--field-selector", "type=Warning",
+            "--sort-by=.lastTimestamp", "--no-headers",
+            "-o", "custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message",
+            check=False,
+        )  # fmt: skip
+        return "\n".join(result.stdout.splitlines()[-count:]) or "(none)"
 
     def pods(self, component: str | None = None) -> list[dict[str, Any]]:
         selector = f"app.kubernetes.io/instance={self.release}"

@@ -138,8 +138,8 @@ def test_packager_permanent_failure_fails_install(
     assert failed, job["status"]
     assert failed[0]["reason"] == "PodFailurePolicy", job["status"]
     # The error is the Job's failure, not the deadline: helm noticed.
-    error = result.stderr.lower()
-    assert "deadline" not in error, result.stderr
-    assert "timed out" not in error, result.stderr
-    assert "failed" in error, result.stderr
+    error, why = result.stderr.lower(), f"{result.stderr}\nthe namespace's last warnings:\n{helm.warnings()}"
+    assert "deadline" not in error, why
+    assert "timed out" not in error, why
+    assert "failed" in error, why
     assert [p["status"]["phase"] for p in helm.pods("packager")] == ["Failed"]
