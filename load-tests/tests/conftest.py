@@ -237,8 +237,9 @@ class Outcome:
 
 
 def loadtest_command(*args: str | Path) -> list[str]:
-    """argv of the `loadtest` command line (the package's __main__, with this interpreter)."""
-    return [sys.executable, "-m", "loadtest", *map(str, args)]
+    """argv of the `loadtest` command line (the package's __main__, with this interpreter), logging text lines
+    (a pipe would otherwise get JSON lines, as a Job's log does)."""
+    return [sys.executable, "-m", "loadtest", "--log-format", "text", *map(str, args)]
 
 
 def run_loadtest(*args: str | Path, timeout: float = 120, **popen: Any) -> Outcome:

@@ -15,7 +15,7 @@ from emotion_contract.errors import ExitCode
 from loadtest.cli import build_parser, main
 from loadtest.compare import compare_reports
 from loadtest.release import Service, discover, forwarded, run_arguments
-from loadtest.runner import find_stall
+from loadtest.results import find_stall
 from loadtest.servermetrics import parse, server_side
 
 DOCS = REPO_ROOT / "docs" / "loadtest.md"

@@ -22,6 +22,7 @@ import pytest
 from devstack.paths import REPO_ROOT, tool
 from emotion_contract.errors import ExitCode
 from loadtest.prepare import load_prepared
+from loadtest.servermetrics import scrape
 from loadtest.stats import PERCENTILES
 from loadtest.worker import STALL_HOOK
 
@@ -444,6 +445,22 @@ def test_a_server_frozen_partway_through_an_open_loop_level_is_a_stall(
     assert_stalled(result, stderr, level="200/s", intervals=6, timeout_ms=1000)
 
 
+def answered_by(triton: Any, model: str, *, at_least: int, timeout: float = 120.0) -> None:
+    """Wait until Triton's own metrics count `at_least` successful inferences of `model`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        samples = scrape(triton.metrics_url) or []
+        done = sum(
+            v
+            for n, labels, v in samples
+            if n == "nv_inference_request_success" and labels.get("model") == model
+        )
+        if done >= at_least:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{model} answered fewer than {at_least} requests within {timeout:.0f} s")
+
+
 def test_a_server_killed_mid_run_gives_exit_6_and_a_partial_report(serve, tiny_package, tmp_path, command):
     triton = serve({"emotion": {}})
     out = tmp_path / "report"
@@ -451,7 +468,7 @@ def test_a_server_killed_mid_run_gives_exit_6_and_a_partial_report(serve, tiny_p
     argv = _run_argv(command, triton.grpc_url, tiny_package, options, out)
     run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(4)
+        answered_by(triton, "emotion", at_least=30)  # the level is under way, however slow the machine
         triton.kill()
         killed = time.monotonic()
         stdout, stderr = run.communicate(timeout=60)

@@ -35,10 +35,11 @@ def _pins(path: Path) -> dict[str, str]:
 def test_runtime_pins_cover_both_packages_and_agree_with_the_lock() -> None:
     runtime = _pins(ROOT / "requirements/runtime.in")
     lock = _pins(ROOT / "requirements/constraints.txt")
-    for package in ("model-packager", "load-tests"):
+    from_the_tree = {"emotion-contract", "model-packager"}  # Dockerfile.packager installs them from here
+    for package in ("contract", "model-packager", "load-tests"):
         declared = tomllib.loads((ROOT / package / "pyproject.toml").read_text())["project"]["dependencies"]
-        # numpy and tokenizers come with torch and transformers; model-packager is installed from the tree.
-        missing = {_name(d) for d in declared} - set(runtime) - {"numpy", "tokenizers", "model-packager"}
+        # numpy and tokenizers come with torch and transformers.
+        missing = {_name(d) for d in declared} - set(runtime) - {"numpy", "tokenizers"} - from_the_tree
         assert not missing, f"{package} needs {missing}, which the image would not install"
     assert {name: lock.get(name) for name in runtime} == runtime, "runtime.in and constraints.txt disagree"
 

@@ -111,6 +111,12 @@ def test_the_contracts_server_ports_are_the_charts(default_render: Render) -> No
         server = next(c for c in pod["spec"]["containers"] if c["name"] == spec.name)
         assert {p["name"]: p["containerPort"] for p in server["ports"]} == spec.ports, spec.name
         assert spec.metrics_port in spec.ports
+    monitored = render(set_values=["monitoring.enabled=true"])
+    monitors = {m["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"]: m for m in
+                monitored.objects("ServiceMonitor")}  # fmt: skip
+    for spec in SERVERS.values():
+        endpoint = monitors[spec.name]["spec"]["endpoints"][0]
+        assert (endpoint["port"], endpoint.get("path", "/metrics")) == (spec.metrics_port, spec.metrics_path)
 
 
 def test_helm_refuses_a_cluster_older_than_kubernetes_1_30() -> None:

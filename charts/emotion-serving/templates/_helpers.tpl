@@ -86,6 +86,20 @@ triton:
 {{- end }}
 
 {{/*
+The inference servers, in order, with where each serves its metrics (a port of "emotion-serving.ports"
+and a path): the chart's one list of servers, held equal to emotion_contract.servers by
+tests/charts/test_cli_contract.py. Read with `include "emotion-serving.servers" . | fromYaml`.
+*/}}
+{{- define "emotion-serving.servers" -}}
+ovms:
+  metricsPort: http
+  metricsPath: /metrics
+triton:
+  metricsPort: metrics
+  metricsPath: /metrics
+{{- end }}
+
+{{/*
 The ports of one component as a containerPorts list. (dict "ctx" $ "component" "ovms")
 */}}
 {{- define "emotion-serving.containerPorts" -}}

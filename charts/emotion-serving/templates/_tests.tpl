@@ -7,7 +7,7 @@ server and checks the answers against the published package's reference outputs.
 The servers the test reaches: those enabled, as a list.
 */}}
 {{- define "emotion-serving.tests.servers" -}}
-{{- range $server := list "ovms" "triton" }}
+{{- range $server := keys (include "emotion-serving.servers" . | fromYaml) | sortAlpha }}
 {{- if (get $.Values $server).enabled }}
 - {{ $server }}
 {{- end }}

@@ -64,9 +64,6 @@ def log(message: str, **fields: Any) -> None:
 class Reporter:
     """Timed steps and byte counts, logged as `step` records."""
 
-    def __init__(self) -> None:
-        self.figures: dict[str, float] = {}
-
     def info(self, message: str, **fields: Any) -> None:
         log(message, **fields)
 
@@ -85,7 +82,6 @@ class Reporter:
             )
             raise
         seconds = round(time.monotonic() - started, 2)
-        self.figures[f"{name}_seconds"] = seconds
         LOG.info(
             "%s done in %.1f s",
             name,

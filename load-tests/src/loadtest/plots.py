@@ -14,6 +14,7 @@ DISTRIBUTION_TICKS = (0.0, 90.0, 99.0, 99.9, 99.99, 99.999)
 
 
 def draw_plots(report: dict[str, Any], folder: Path) -> list[str]:
+    """The three plots of a report, written to `folder`; their file names."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,8 +23,14 @@ def draw_plots(report: dict[str, Any], folder: Path) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     results = report["results"]
     targets = list(dict.fromkeys(r["target"] for r in results))
-    written = []
+    return [
+        _save(_latency_vs_throughput(plt, results, targets), folder, "latency_vs_throughput.png"),
+        _save(_distributions(plt, results, targets), folder, "latency_distribution.png"),
+        _save(_over_time(plt, results, targets), folder, "latency_over_time.png"),
+    ]
 
+
+def _latency_vs_throughput(plt: Any, results: list[dict[str, Any]], targets: list[str]) -> Any:
     colors = {target: f"C{i}" for i, target in enumerate(targets)}
     figure, axes = plt.subplots(figsize=(8, 5))
     for target in targets:
@@ -43,8 +50,10 @@ def draw_plots(report: dict[str, Any], folder: Path) -> list[str]:
     )
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize="small")
-    written.append(_save(figure, folder, "latency_vs_throughput.png"))
+    return figure
 
+
+def _distributions(plt: Any, results: list[dict[str, Any]], targets: list[str]) -> Any:
     figure, grid = plt.subplots(len(targets), 1, figsize=(8, 3.5 * len(targets)), squeeze=False)
     for axes, target in zip(grid[:, 0], targets, strict=True):
         widest = 0.0
@@ -60,8 +69,10 @@ def draw_plots(report: dict[str, Any], folder: Path) -> list[str]:
         )
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize="small", ncol=2)
-    written.append(_save(figure, folder, "latency_distribution.png"))
+    return figure
 
+
+def _over_time(plt: Any, results: list[dict[str, Any]], targets: list[str]) -> Any:
     figure, grid = plt.subplots(len(targets), 1, figsize=(8, 3.5 * len(targets)), squeeze=False)
     for axes, target in zip(grid[:, 0], targets, strict=True):
         for result in (r for r in results if r["target"] == target):
@@ -72,8 +83,7 @@ def draw_plots(report: dict[str, Any], folder: Path) -> list[str]:
         )
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize="small", ncol=2)
-    written.append(_save(figure, folder, "latency_over_time.png"))
-    return written
+    return figure
 
 
 def _nines(percentile: float) -> float:

@@ -11,9 +11,6 @@ after every level, so a run that is stopped or loses a server still leaves a com
 from __future__ import annotations
 
 import dataclasses
-import math
-import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from emotion_contract.errors import BadInput, ExitCode, ToolError, Unavailable
-from loadtest import stats
-from loadtest.columns import level_name
+from emotion_contract.logs import log
+from loadtest.columns import level_name, summary_line
 from loadtest.package import Package
 from loadtest.pool import WorkerPool
 from loadtest.prepare import Prepared
+from loadtest.results import Tally, find_stall, level_json, stall_breach
 from loadtest.servermetrics import scrape, server_side
 from loadtest.targets import Target, check_ready, is_live
 from loadtest.worker import STALL_HOOK, Setup, Share, split
@@ -37,10 +35,6 @@ ABORT_AFTER_S = 2.0
 #: SLO search: stop bisecting when the bracket is this narrow (relative).
 SEARCH_PRECISION = 0.05
 MISMATCH = "mismatch"
-#: The stall rule judges an interval only when the level's median throughput promises at least this many
-#: answers in it: below that an empty interval is ordinary chance (Poisson arrivals averaging 5 per interval
-#: leave one interval in 150 empty; averaging 20, fewer than 2 answers happen once in 23 million intervals).
-STALL_MIN_ANSWERS = 20
 
 
 @dataclass(frozen=True)
@@ -92,7 +86,7 @@ class Run:
         prepared: Prepared,
         corpus_source: str,
         write: Callable[[dict[str, Any], bool], None],
-        progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+        progress: Callable[[str], None] = log,
     ) -> None:
         self.config = config
         self.prepared = prepared
@@ -261,63 +255,20 @@ class Run:
     def _merge(
         self, target: Target, value: float, answers: list[dict[str, Any]], workers: int
     ) -> dict[str, Any]:
+        """The level's entry of report.json, from the workers' tallies merged (loadtest.results)."""
         config = self.config
-        latency = stats.merged(a["latency"] for a in answers)
-        duration = config.duration
-        requests = sum(a["requests"] for a in answers)
-        ok = sum(a["ok"] for a in answers)
-        answered = sum(a["answered_in_window"] for a in answers)
-        errors: dict[str, int] = {}
-        error_examples: dict[str, str] = {}
-        for answer in answers:
-            for kind, count in answer["errors"].items():
-                errors[kind] = errors.get(kind, 0) + count
-            for kind, detail in answer["error_examples"].items():
-                error_examples.setdefault(kind, detail)
-        error_count = sum(errors.values())
-        mismatches = sum(a["mismatches"] for a in answers)
-        cpu = sum(a["cpu_seconds"] for a in answers)
-        labels = self.prepared.label_names
-        examples = [
-            {**e, "expected": labels[e.pop("expected_top")], "got": labels[e.pop("got_top")]}
-            for a in answers
-            for e in a["examples"]
-        ][:5]
-        return {
-            "target": target.name,
-            "mode": "concurrency" if config.closed else "rate",
-            "value": value,
-            "arrival": None if config.closed else ("poisson" if config.poisson else "fixed"),
-            "workers": workers,
-            "duration_s": duration,
-            "requests": requests,
-            "ok": ok,
-            "achieved_rate": round(sum(a["sent_in_window"] for a in answers) / duration, 3),
-            "throughput_rps": round(answered / duration, 3),
-            "sentences_per_s": round(answered * config.batch_size / duration, 3),
-            "errors": error_count,
-            "errors_by_kind": errors,
-            "error_examples": error_examples,
-            "error_rate": round(error_count / requests, 6) if requests else None,
-            "mismatches": mismatches,
-            "mismatched_sentences": sum(a["mismatched_sentences"] for a in answers),
-            "mismatch_rate": round(mismatches / ok, 6) if ok else None,
-            "mismatch_examples": examples,
-            "max_drift": max((a["max_drift"] for a in answers), default=0.0),
-            "latency_ms": stats.summary_ms(latency),
-            "service_ms": stats.summary_ms(stats.merged(a["service"] for a in answers)),
-            "lag_ms": stats.summary_ms(stats.merged(a["lag"] for a in answers)),
-            "lag_kind": "event loop" if config.closed else "schedule",
-            "client_cpu": {
-                "seconds": round(cpu, 3),
-                "cores": round(cpu / duration, 3),
-                "requests_per_cpu_second": round(answered / cpu, 1) if cpu > 0 else None,
-            },
-            "intervals": _intervals(answers, interval=config.interval, duration=duration),
-            "histogram": stats.encode(latency),
-            "aborted": next((a["aborted"] for a in answers if a["aborted"]), None),
-            "test_stalls": sum(a["test_stalls"] for a in answers),
-        }
+        return level_json(
+            Tally.merged(answers),
+            target=target.name,
+            value=value,
+            workers=workers,
+            closed=config.closed,
+            poisson=config.poisson,
+            duration=config.duration,
+            interval=config.interval,
+            batch_size=config.batch_size,
+            labels=self.prepared.label_names,
+        )
 
     def _judge(self, result: dict[str, Any]) -> None:
         config = self.config
@@ -345,7 +296,7 @@ class Run:
             breaches.append(f"{MISMATCH} rate {rate:g} > --max-mismatch-rate {bound:g}")
         result["stall"] = find_stall(result["intervals"], share=config.stall_share)
         if result["stall"]["stalled"]:
-            breaches.append(_stall_breach(result["stall"], result["intervals"], config.stall_share))
+            breaches.append(stall_breach(result["stall"], result["intervals"], config.stall_share))
         result["breaches"] = breaches
 
     # -- SLO search ----------------------------------------------------------------------------------------
@@ -421,76 +372,11 @@ _STATUS = {
 
 
 def _progress_line(result: dict[str, Any]) -> str:
-    latency = result["latency_ms"]
-    flags = []
-    if not result["valid"]:
-        flags.append("INVALID")
+    flags = [] if result["valid"] else ["INVALID"]
     flags.extend(result["breaches"])
     if result["aborted"]:
         flags.append(f"aborted: {result['aborted']}")
-    return (
-        f"{result['target']:>10} {level_name(result):>18}: {result['throughput_rps']:9.1f} req/s "
-        f"p50 {latency['p50']} p99 {latency['p99']} ms, errors {result['errors']}, "
-        f"mismatches {result['mismatches']}" + (f"  [{'; '.join(flags)}]" if flags else "")
-    )
-
-
-def interval_count(duration: float, interval: float) -> int:
-    """How many intervals cover the measured window (the last one shorter when they do not divide it)."""
-    return max(1, math.ceil(duration / interval - 1e-9))
-
-
-def _intervals(answers: list[dict[str, Any]], *, interval: float, duration: float) -> list[dict[str, Any]]:
-    """One row per interval of the measured window, empty ones included (a server that answered nothing for
-    a second shows as a zero, not as a missing second)."""
-    count = interval_count(duration, interval)
-    slots: list[list[Any]] = [[0, 0, []] for _ in range(count)]
-    for answer in answers:
-        for slot, (answered, errors, encoded) in answer["intervals"].items():
-            entry = slots[min(int(slot), count - 1)]  # a time a rounding step short of the window's end
-            entry[0] += answered
-            entry[1] += errors
-            entry[2].append(encoded)
-    rows = []
-    for slot, (answered, errors, encoded) in enumerate(slots):
-        span = round(min(interval, duration - slot * interval), 9)
-        summary = stats.summary_ms(stats.merged(encoded, stats.INTERVAL_DIGITS))
-        rows.append(
-            {
-                "start_s": round(slot * interval, 3),
-                "duration_s": span,
-                "throughput_rps": round(answered / span, 3),
-                "errors": errors,
-                "p50_ms": summary["p50"],
-                "p99_ms": summary["p99"],
-            }
-        )
-    return rows
-
-
-def find_stall(intervals: list[dict[str, Any]], *, share: float) -> dict[str, Any]:
-    """The stall rule (docs/loadtest.md): an interval whose throughput is below `share` times the median
-    throughput of the level's intervals that had any answer. An interval is judged only when that median
-    promises at least STALL_MIN_ANSWERS answers in it; `share` 0 judges none."""
-    answering = [row["throughput_rps"] for row in intervals if row["throughput_rps"] > 0]
-    median = statistics.median(answering) if answering else None
-    judged = [
-        row
-        for row in intervals
-        if share > 0 and median is not None and median * row["duration_s"] >= STALL_MIN_ANSWERS
-    ]
-    stalled = [row["start_s"] for row in judged if row["throughput_rps"] < share * median]
-    return {"median_rps": median, "judged_intervals": len(judged), "stalled": stalled}
-
-
-def _stall_breach(stall: dict[str, Any], intervals: list[dict[str, Any]], share: float) -> str:
-    rows = [row for row in intervals if row["start_s"] in stall["stalled"]]
-    seconds = sum(row["duration_s"] for row in rows)
-    return (
-        f"stall: throughput under --stall-share {share:g} x the median {stall['median_rps']:g} req/s in "
-        f"{len(rows)} of {len(intervals)} intervals ({seconds:g} s), the first at {rows[0]['start_s']:g} s "
-        f"with {rows[0]['throughput_rps']:g} req/s"
-    )
+    return summary_line(result) + (f"  [{'; '.join(flags)}]" if flags else "")
 
 
 def _client_info() -> dict[str, Any]:
@@ -509,10 +395,6 @@ def default_workers() -> int:
     import os
 
     return max(1, min(8, len(os.sched_getaffinity(0))))
-
-
-def output_paths(output: Path) -> dict[str, Path]:
-    return {"json": output / "report.json", "md": output / "report.md", "plots": output / "plots"}
 
 
 def run_load(

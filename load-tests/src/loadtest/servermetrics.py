@@ -17,6 +17,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from emotion_contract.servers import SERVERS, Server
+
 Sample = tuple[str, dict[str, str], float]
 
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
@@ -60,10 +62,9 @@ def server_side(before: list[Sample] | None, after: list[Sample] | None, model: 
     if before is None or after is None:
         return None
     names = {name for name, _, _ in after}
-    if "nv_inference_request_success" in names:
-        return _triton(before, after, model)
-    if any(name.startswith("ovms_") for name in names):
-        return _ovms(before, after, model)
+    for server, reduce in _REDUCERS.items():
+        if any(name.startswith(SERVERS[server].metric_prefix) for name in names):
+            return reduce(before, after, model)
     return None
 
 
@@ -79,7 +80,7 @@ def _per_request_ms(total_us: float, count: float) -> float | None:
 
 def _triton(before: list[Sample], after: list[Sample], model: str) -> dict[str, Any]:
     def ours(labels: dict[str, str]) -> bool:
-        return labels.get("model") == model
+        return labels.get(SERVERS[Server.TRITON].model_label) == model
 
     def delta(name: str) -> float:
         return _delta(before, after, name, ours)
@@ -88,7 +89,7 @@ def _triton(before: list[Sample], after: list[Sample], model: str) -> dict[str, 
     compute = sum(delta(f"nv_inference_compute_{part}_duration_us") for part in ("input", "infer", "output"))
     executions = delta("nv_inference_exec_count")
     return {
-        "server": "triton",
+        "server": Server.TRITON.value,
         "requests": int(requests),
         "failures": int(delta("nv_inference_request_failure")),
         "request_ms": _per_request_ms(delta("nv_inference_request_duration_us"), requests),
@@ -100,7 +101,7 @@ def _triton(before: list[Sample], after: list[Sample], model: str) -> dict[str, 
 
 def _ovms(before: list[Sample], after: list[Sample], model: str) -> dict[str, Any]:
     def ours(labels: dict[str, str]) -> bool:
-        return labels.get("name") == model
+        return labels.get(SERVERS[Server.OVMS].model_label) == model
 
     def infer_calls(labels: dict[str, str]) -> bool:
         return ours(labels) and labels.get("method") == "ModelInfer"
@@ -110,7 +111,7 @@ def _ovms(before: list[Sample], after: list[Sample], model: str) -> dict[str, An
         return _per_request_ms(total, _delta(before, after, f"{histogram}_count", ours))
 
     return {
-        "server": "ovms",
+        "server": Server.OVMS.value,
         "requests": int(_delta(before, after, "ovms_requests_success", infer_calls)),
         "failures": int(_delta(before, after, "ovms_requests_fail", infer_calls)),
         "request_ms": mean_ms("ovms_request_time_us"),
@@ -118,3 +119,10 @@ def _ovms(before: list[Sample], after: list[Sample], model: str) -> dict[str, An
         "compute_ms": mean_ms("ovms_inference_time_us"),
         "batch_size": None,
     }
+
+
+#: Each server's reduction of its metrics to the same figures (one per entry of emotion_contract.servers).
+_REDUCERS: dict[Server, Callable[[list[Sample], list[Sample], str], dict[str, Any]]] = {
+    Server.TRITON: _triton,
+    Server.OVMS: _ovms,
+}

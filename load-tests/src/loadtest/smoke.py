@@ -51,8 +51,7 @@ def run_smoke(
         )
     damaged = opened.problems()
     if damaged:
-        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
-        raise SmokeFailed(f"smoke: package {opened.store.location} v{opened.version}: {damaged[0]}{more}")
+        raise SmokeFailed(f"smoke: package {opened.store.location} v{opened.version}: {_first(damaged)}")
     prepared = prepare_inputs(package=opened, corpus=sample, cache_dir=None)
     problems: list[str] = []
     answers: dict[tuple[str, str], np.ndarray] = {}
@@ -80,22 +79,32 @@ def run_smoke(
                     f"{target.name} {model} ({protocol}): {len(prepared)} sentences, max drift from the "
                     f"reference {drift:.2g}; top label equals the corpus label for {agree}"
                 )
-    for kind in inputs:
-        for (a, pa), (b, pb) in itertools.combinations(
-            ((t.name, answers.get((t.name, kind))) for t in parsed), 2
-        ):
-            if pa is not None and pb is not None and (delta := float(np.abs(pa - pb).max())) > tolerance:
-                problems.append(
-                    f"{a} and {b} disagree on the {kind} model: max |Δprob| {delta:.3g} > {tolerance:g}"
-                )
+    problems += _disagreements(answers, [t.name for t in parsed], inputs, tolerance)
     if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise SmokeFailed(f"smoke: {problems[0]}{more}")
+        raise SmokeFailed(f"smoke: {_first(problems)}")
     lines.append(
         f"smoke: ok: {len(parsed)} target(s) x {', '.join(inputs)} x {len(prepared)} sentences agree with "
         f"the reference and with each other within {tolerance:g}"
     )
     return lines
+
+
+def _first(problems: list[str]) -> str:
+    return problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+
+
+def _disagreements(
+    answers: dict[tuple[str, str], np.ndarray], targets: list[str], inputs: tuple[str, ...], tolerance: float
+) -> list[str]:
+    """Pairs of targets whose probabilities for the same model differ beyond the tolerance."""
+    found = []
+    for kind in inputs:
+        for (a, pa), (b, pb) in itertools.combinations(((t, answers.get((t, kind))) for t in targets), 2):
+            if pa is not None and pb is not None and (delta := float(np.abs(pa - pb).max())) > tolerance:
+                found.append(
+                    f"{a} and {b} disagree on the {kind} model: max |Δprob| {delta:.3g} > {tolerance:g}"
+                )
+    return found
 
 
 def _ask(
@@ -114,7 +123,7 @@ def _ask(
         import tritonclient.grpc as client_module
     else:
         import tritonclient.http as client_module
-    from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+    from tritonclient.utils import InferenceServerException
 
     where = f"{target.name} {model}"
     labels = len(prepared.label_names)
@@ -128,14 +137,7 @@ def _ask(
     try:
         for request in requests_for(prepared, batch_size=1, text=text):
             sentence = request.sentences[0]
-            tensors = []
-            for input_name, array in request.inputs.items():
-                tensor = client_module.InferInput(
-                    input_name, list(array.shape), np_to_triton_dtype(array.dtype)
-                )
-                tensor.set_data_from_numpy(array)
-                tensors.append(tensor)
-            wanted = [client_module.InferRequestedOutput(o) for o in outputs]
+            tensors, wanted = _tensors(client_module, request.inputs, outputs)
             try:
                 result = client.infer(model, tensors, outputs=wanted, **call)
             except InferenceServerException as err:
@@ -166,6 +168,20 @@ def _ask(
     if len(rows) != len(prepared):
         return None, problems
     return np.stack(rows), problems
+
+
+def _tensors(
+    client_module: Any, inputs: dict[str, np.ndarray], outputs: list[str]
+) -> tuple[list[Any], list[Any]]:
+    """tritonclient's input tensors for one request, and the outputs it asks for."""
+    from tritonclient.utils import np_to_triton_dtype
+
+    tensors = []
+    for input_name, array in inputs.items():
+        tensor = client_module.InferInput(input_name, list(array.shape), np_to_triton_dtype(array.dtype))
+        tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    return tensors, [client_module.InferRequestedOutput(o) for o in outputs]
 
 
 def _check(

@@ -13,7 +13,6 @@ from emotion_contract.errors import BadInput, Unavailable
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
-PROTOCOLS = ("grpc", "http")
 
 
 @dataclass(frozen=True)

@@ -238,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
+    _wait_and_stand_in(commands)
+    return parser
+
+
+def _wait_and_stand_in(commands: Any) -> None:
     wait = commands.add_parser(
         "wait", help="block until a version is published (the servers' initContainers)"
     )
@@ -265,7 +270,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="every logit at least this far from the decision boundary, for any input (0: undecided)",
     )
     stand_in.set_defaults(handler=_stand_in)
-    return parser
 
 
 def _model_options(command: argparse.ArgumentParser) -> None:
