@@ -115,12 +115,24 @@ def _publish(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     from model_packager.job import JobRequest, run_job
+    from model_packager.lifecycle import Retention, check_request
 
     options, sentences = _build_inputs(args)
+    retention = Retention(versions=args.keep_versions, keep=tuple(args.keep))
+    retention.validate()
+    if args.request is not None:
+        check_request(args.request)
     request = JobRequest(
-        model=args.model, revision=args.revision, options=options, sentences=sentences, work_dir=args.work_dir
+        model=args.model,
+        revision=args.revision,
+        options=options,
+        sentences=sentences,
+        work_dir=args.work_dir,
+        request=args.request,
+        retention=retention,
     )
-    return run_job(request, bucket=_bucket(args), reporter=reporter).as_dict()
+    result = run_job(request, bucket=_bucket(args), reporter=reporter)
+    return {**result.as_dict(), "request": args.request, "deleted_versions": result.deleted}
 
 
 def _wait(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
@@ -137,6 +149,26 @@ def _wait(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
         depth=args.depth,
     )
     return {"name": args.name, "version": version}
+
+
+def _fetch(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    from emotion_contract.servers import Server
+    from model_packager.fetch import Wanted, fetch
+    from model_packager.wait import check_timing
+
+    wanted = Wanted(version=args.version, request=args.request)
+    wanted.validate()
+    check_timing(timeout=args.timeout, poll=args.poll)
+    return fetch(
+        bucket=_bucket(args, budget=5.0),
+        name=args.name,
+        server=Server(args.server),
+        wanted=wanted,
+        output=args.output,
+        timeout=args.timeout,
+        poll=args.poll,
+        reporter=reporter,
+    )
 
 
 def _stand_in(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
@@ -236,6 +268,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--work-dir", type=Path, help="scratch space for the build (default: the system temp dir)"
     )
+    lifecycle = run.add_argument_group("lifecycle")
+    lifecycle.add_argument(
+        "--request",
+        help="the release's model request (a hash of the model values): a run of a recorded request "
+        "is done without the hub or a build; the version it publishes is recorded for it",
+    )
+    lifecycle.add_argument(
+        "--keep-versions",
+        type=int,
+        default=0,
+        help="keep the newest N complete versions (and those served or given to --keep); 0: keep all",
+    )
+    lifecycle.add_argument(
+        "--keep", type=int, action="append", default=[], help="a version retention never deletes (repeat)"
+    )
     run.set_defaults(handler=_run)
 
     _wait_and_stand_in(commands)
@@ -255,6 +302,21 @@ def _wait_and_stand_in(commands: Any) -> None:
     wait.add_argument("--poll", type=float, default=5.0, help="seconds between looks")
     _depth_option(wait, default="metadata")
     wait.set_defaults(handler=_wait)
+
+    fetch = commands.add_parser(
+        "fetch",
+        help="download one version of one server's models into a local model repository (the servers' "
+        "initContainers)",
+    )
+    _bucket_options(fetch, retry=False)
+    fetch.add_argument("--name", default="emotion")
+    fetch.add_argument("--server", choices=["ovms", "triton"], required=True)
+    fetch.add_argument("--output", type=Path, required=True, help="the model repository folder")
+    fetch.add_argument("--version", dest="version", type=int, help="this version (a pin)")
+    fetch.add_argument("--request", help="the version the release's model request was published as")
+    fetch.add_argument("--timeout", type=float, default=1800.0, help="seconds before giving up (exit 7)")
+    fetch.add_argument("--poll", type=float, default=5.0, help="seconds between looks")
+    fetch.set_defaults(handler=_fetch)
 
     stand_in = commands.add_parser(
         "stand-in",
