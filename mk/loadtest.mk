@@ -39,6 +39,19 @@ $(ENGINE): $(ENGINE_SOURCES)
 	cd load-tests/engine && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -o $(abspath $@).tmp .
 	mv $@.tmp $@
 
+# The engine's Go unit tests and linters join `make test` and `make lint`.
+TEST_SUITES += test-engine
+LINTERS += lint-engine
+
+.PHONY: test-engine
+test-engine: ## The load engine's Go unit tests (parsers, recorder)
+	cd load-tests/engine && GOFLAGS=-mod=readonly go test ./...
+
+.PHONY: lint-engine
+lint-engine: ## gofmt and go vet on the load engine
+	@unformatted=$$(gofmt -l load-tests/engine); [ -z "$$unformatted" ] || { echo "gofmt needed: $$unformatted"; exit 1; }
+	cd load-tests/engine && GOFLAGS=-mod=readonly go vet ./...
+
 # The suite is pytest: `make test` runs it with the rest (test-python); this target runs it alone.
 .PHONY: test-loadtest
 test-loadtest: loadtest-engine ## Only the load tester's pytest suite, against a real local Triton (test-python runs it too)
