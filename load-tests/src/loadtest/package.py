@@ -21,7 +21,6 @@ from typing import Any, Protocol
 from emotion_contract.documents import TOKEN_INPUTS, Manifest, Ready
 from emotion_contract.errors import BadInput, ToolError
 from emotion_contract.layout import Layout, version_of
-from emotion_contract.s3 import Bucket, Endpoint
 
 S3_SCHEME = "s3://"
 
@@ -87,6 +86,8 @@ class S3Store:
 
     def _call(self, operation: Any) -> Any:
         """The contract's client, its errors (refused keys 5, unreachable 6...) naming the package."""
+        from emotion_contract.s3 import Bucket, Endpoint  # minio: 0.45 s of start-up, only for s3:// packages
+
         try:
             if self._bucket is None:
                 url = self.endpoint if "://" in self.endpoint else f"http://{self.endpoint}"
