@@ -52,6 +52,8 @@ class Tally:
     cpu_seconds: float
     aborted: str | None
     test_stalls: int
+    #: Answers not byte-identical to the reference beyond the engine's 65,536 kept distinct ones: not checked.
+    unchecked: int = 0
 
     @classmethod
     def from_worker(cls, answer: dict[str, Any]) -> Tally:
@@ -74,6 +76,7 @@ class Tally:
             cpu_seconds=answer["cpu_seconds"],
             aborted=answer["aborted"],
             test_stalls=answer["test_stalls"],
+            unchecked=answer.get("unchecked", 0),
         )
 
     def __add__(self, other: Tally) -> Tally:
@@ -99,6 +102,7 @@ class Tally:
             cpu_seconds=self.cpu_seconds + other.cpu_seconds,
             aborted=self.aborted or other.aborted,
             test_stalls=self.test_stalls + other.test_stalls,
+            unchecked=self.unchecked + other.unchecked,
         )
 
     @classmethod
@@ -189,6 +193,7 @@ def level_json(
         "histogram": stats.encode(latency),
         "aborted": tally.aborted,
         "test_stalls": tally.test_stalls,
+        "unchecked": tally.unchecked,
     }
 
 

@@ -163,6 +163,12 @@ class Run:
                 self.report["problems"].append(
                     f"{name}: no rate met the SLO (lowest probed {search['lowest']} req/s)"
                 )
+        for result in self.results:
+            if result.get("unchecked"):
+                self.report["problems"].append(
+                    f"{result['target']} {level_name(result)}: {result['unchecked']} answers differed from "
+                    "the reference in more ways than the engine keeps (65,536 distinct): not checked"
+                )
         stalled = sum(r["test_stalls"] for r in self.results)
         if stalled:
             self.report["problems"].append(
