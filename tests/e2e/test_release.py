@@ -1,7 +1,7 @@
 """The chart's rendered commands run for real on loopback (issue #8), and mutations of the render fail.
 
 One release (examples/values/local.yaml plus the stand-in checkpoint) is rendered, the S3 gateway
-set up as its MinIO, and its packager Job run (conftest.py). Then: the servers' `wait`
+set up as its MinIO, and its packager Job run (conftest.py). Then: the servers' `fetch`
 initContainers, Triton with its rendered arguments and environment, OVMS's rendered command line,
 config.json and environment checked and its models compiled, Prometheus scraping what the rendered
 ServiceMonitors select with the rendered rules loaded, the load tester through Triton's Service,
@@ -20,10 +20,11 @@ import onnxruntime
 import pytest
 from tokenizers import Tokenizer
 
-from devstack import StackError
-from devstack.chart import ChartError
-from devstack.release import Release, rule_files
+from devstack.chart import ChartError, Render
+from devstack.process import http_status
+from devstack.release import Release, checkpoint_values, rule_files
 
+LOCAL_VALUES = Path(__file__).resolve().parents[2] / "examples" / "values" / "local.yaml"
 SENTENCES = ["Ура, мы победили!", "Мне очень грустно сегодня.", "Как же это бесит!", "Обычный день."]
 
 
@@ -51,9 +52,9 @@ def _reference(release: Release) -> tuple[dict[str, np.ndarray], np.ndarray]:
 
 def test_the_rendered_release_runs_end_to_end(published: Release, tmp_path: Path) -> None:
     for component in ("ovms", "triton"):
-        wait = published.run("Deployment", component, "wait-for-model", timeout=60)
-        assert wait.returncode == 0, wait.stderr
-        assert json.loads(wait.stdout)["name"] == "emotion"
+        fetched = published.fetch(component)
+        assert fetched.returncode == 0, fetched.stderr
+        assert json.loads(fetched.stdout)["name"] == "emotion"
 
     published.start_triton()
 
@@ -113,7 +114,8 @@ def _env_renamed(component: str, old: str, new: str) -> Any:
                 doc["kind"] == "Deployment"
                 and doc["metadata"]["labels"]["app.kubernetes.io/component"] == component
             ):
-                for item in doc["spec"]["template"]["spec"]["containers"]:
+                spec = doc["spec"]["template"]["spec"]
+                for item in spec.get("initContainers", []) + spec["containers"]:
                     for entry in item.get("env", []):
                         if entry["name"] == old:
                             entry["name"] = new
@@ -173,24 +175,39 @@ def mutated(published: Release, tmp_path: Path):
         release.stop()
 
 
-def test_a_wrong_s3_key_variable_for_triton_fails_its_start(mutated) -> None:
+def test_a_wrong_s3_key_variable_for_the_fetch_fails_it(mutated) -> None:
     release = mutated(_env_renamed("triton", "AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY"))
-    with pytest.raises(StackError) as err:
-        release.start_triton(timeout=120)
-    message = str(err.value)
-    assert message.startswith("tritonserver: exited with code 1 before it was ready; errors in its log")
-    assert "s3" in message.lower()
+    fetched = release.fetch("triton", timeout=60)
+    assert fetched.returncode != 0
+    assert "model-packager: " in fetched.stderr
 
 
-def test_a_wrong_s3_endpoint_variable_for_ovms_is_named(mutated) -> None:
-    release = mutated(_env_renamed("ovms", "S3_ENDPOINT", "S3_URL"))
-    problems, compiled = release.check_ovms()
-    assert problems == ["ovms reads S3 settings from S3_ENDPOINT, which the ovms container does not set"]
-    assert compiled == {}
+def _fetch_output(component: str, output: str) -> Any:
+    def change(docs: list[dict[str, Any]]) -> None:
+        for doc in docs:
+            if (
+                doc["kind"] == "Deployment"
+                and doc["metadata"]["labels"]["app.kubernetes.io/component"] == component
+            ):
+                (fetch,) = doc["spec"]["template"]["spec"]["initContainers"]
+                fetch["args"] = [
+                    f"--output={output}" if a.startswith("--output=") else a for a in fetch["args"]
+                ]
+
+    return change
+
+
+def test_a_fetch_into_a_folder_ovms_does_not_read_is_named(mutated) -> None:
+    release = mutated(_fetch_output("ovms", "/tmp/elsewhere"))  # noqa: S108 (a path in the pod, not here)
+    assert release.fetch("ovms").returncode == 0
+    with pytest.raises(ChartError) as err:
+        release.check_ovms()
+    assert str(err.value) == "OVMS would find no version of emotion under /tmp/models/emotion"
 
 
 def test_a_service_pointing_at_the_wrong_container_port_is_named(mutated) -> None:
     release = mutated(_service_target("triton", "http", 8080))
+    assert release.fetch("triton").returncode == 0
     with pytest.raises(ChartError) as err:
         release.start_triton(timeout=120)
     assert str(err.value) == (
@@ -200,6 +217,7 @@ def test_a_service_pointing_at_the_wrong_container_port_is_named(mutated) -> Non
 
 def test_a_server_listening_on_an_undeclared_port_is_named(mutated) -> None:
     release = mutated(_triton_arg("--metrics-port=8002", "--metrics-port=8003"))
+    assert release.fetch("triton").returncode == 0
     with pytest.raises(ChartError) as err:
         release.start_triton(timeout=120)
     assert (
@@ -216,3 +234,59 @@ def test_a_wrong_metrics_path_is_named(mutated) -> None:
     assert str(err.value) == (
         "ServiceMonitor e2e-monitoring-triton scrapes /metricz, but triton serves its metrics at /metrics"
     )
+
+
+# -- the model's lifecycle (issue #15): last in the module, it publishes a second version ----------
+
+
+def test_a_pinned_release_serves_its_version_after_a_newer_one_is_published(
+    published: Release, checkpoint: Path, tmp_path: Path
+) -> None:
+    """The release's Job again (a re-created Job, a GitOps sync): its request is recorded, so it neither
+    resolves the model nor builds. A model value changed (max length) is a new request: one build,
+    version 2, READY 2. The release pinned to version 1 (a rollback) fetches 1: real Triton serves
+    version 1 only, OVMS's folder and policy are version 1's."""
+    again = published.run("Job", "packager", "packager")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout)["already_published"] is True
+    steps = {json.loads(line).get("step") for line in again.stderr.splitlines() if line.startswith("{")}
+    assert "recorded" in steps
+    assert not steps & {"resolve", "load", "export-onnx", "parity", "upload"}
+
+    values = [LOCAL_VALUES, checkpoint_values(tmp_path, checkpoint)]
+
+    secrets = {d["metadata"]["name"]: d for d in published.render.objects("Secret")}
+
+    def keep_secrets(docs: list[dict[str, Any]]) -> None:
+        """The upgrade's Secrets are the cluster's (helm's lookup keeps them): the running S3's keys."""
+        for i, doc in enumerate(docs):
+            if doc["kind"] == "Secret" and doc["metadata"]["name"] in secrets:
+                docs[i] = secrets[doc["metadata"]["name"]]
+
+    def release(name: str, *settings: str) -> Release:
+        render = Render.template(release="e2e", namespace="serving", values=values, set_values=settings)
+        other = Release(render=render.patch(keep_secrets), root=tmp_path / name)
+        other.share_s3(published)
+        return other
+
+    with release("changed", "packager.maxLength=64") as changed:
+        job = changed.run("Job", "packager", "packager")
+        assert job.returncode == 0, job.stderr[-2000:]
+        assert json.loads(job.stdout)["version"] == 2
+    ready = json.loads(published.s3.client().get_object(published.bucket, "manifests/emotion/READY").read())
+    assert ready["version"] == 2
+
+    with release("pinned", "global.model.version=1") as pinned:
+        for component in ("triton", "ovms"):
+            fetched = pinned.fetch(component)
+            assert fetched.returncode == 0, fetched.stderr[-2000:]
+            assert json.loads(fetched.stdout)["version"] == 1
+        pinned.start_triton()
+        http = "http://127.0.0.1:{}".format(pinned.triton_ports["http"])
+        for model in ("emotion", "emotion-tokenizer", "emotion-text"):
+            assert http_status(f"{http}/v2/models/{model}/versions/1/ready") == 200, model
+            assert http_status(f"{http}/v2/models/{model}/versions/2/ready") != 200, model
+        problems, compiled = pinned.check_ovms()
+        assert problems == []
+        assert sorted(compiled) == ["emotion", "emotion-text"]
+        assert {folder.name for folder, _ in pinned.ovms_models.values()} == {"1"}

@@ -173,15 +173,18 @@ class Loopback:
     def mounts(self, pod: dict[str, Any], item: dict[str, Any]) -> dict[str, Path]:
         """mountPath -> a local folder: a hostPath volume is that folder of this machine; ConfigMap and
         Secret volumes are written out; any other volume (emptyDir, a StatefulSet's
-        volumeClaimTemplates) is an empty folder."""
+        volumeClaimTemplates) is a folder of the pod's, shared by its containers as in Kubernetes
+        (what an initContainer writes there, the main container reads)."""
         volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
+        owner = (pod.get("metadata", {}).get("labels") or {}).get(COMPONENT, "pod")
         found = {}
         for mount in item.get("volumeMounts", []):
             volume = volumes.get(mount["name"], {})
             if "hostPath" in volume:
                 found[mount["mountPath"]] = Path(volume["hostPath"]["path"])
                 continue
-            local = self.scratch / item["name"] / mount["name"]
+            files = "configMap" in volume or "secret" in volume
+            local = self.scratch / (item["name"] if files else f"pod-{owner}") / mount["name"]
             local.mkdir(parents=True, exist_ok=True)
             if "configMap" in volume:
                 for key, value in self.render.configmap(volume["configMap"]["name"]).items():
@@ -192,13 +195,14 @@ class Loopback:
             found[mount["mountPath"]] = local
         return found
 
-    def _place(self, text: str, mounts: dict[str, Path]) -> str:
+    def place(self, text: str, mounts: dict[str, Path]) -> str:
+        """A path (or --flag=path) under a mount, as the local folder behind it."""
         for path, local in sorted(mounts.items(), key=lambda m: -len(m[0])):
             if text == path or text.startswith(path.rstrip("/") + "/"):
                 return str(local) + text[len(path.rstrip("/")) :]
             if "=" in text and text.split("=", 1)[1].startswith(path):
                 flag, value = text.split("=", 1)
-                return f"{flag}={self._place(value, mounts)}"
+                return f"{flag}={self.place(value, mounts)}"
         return text
 
     def env(self, pod: dict[str, Any], item: dict[str, Any]) -> dict[str, str]:
@@ -211,7 +215,7 @@ class Loopback:
                 values.update(self.render.configmap(source["configMapRef"]["name"]))
         for entry in item.get("env", []):
             if "value" in entry:
-                values[entry["name"]] = self._place(self.localize(str(entry["value"])), mounts)
+                values[entry["name"]] = self.place(self.localize(str(entry["value"])), mounts)
             elif "secretKeyRef" in entry.get("valueFrom", {}):
                 ref = entry["valueFrom"]["secretKeyRef"]
                 secret = self.render.secret(ref["name"])
@@ -234,7 +238,7 @@ class Loopback:
         mounts = self.mounts(pod, item)
         argv = []
         for arg in [*item.get("command", []), *item.get("args", [])]:
-            text = self._place(self.localize(str(arg)), mounts)
+            text = self.place(self.localize(str(arg)), mounts)
             match = _PORT_FLAG.match(text)
             if ports is not None and match and int(match.group("port")) in ports:
                 text = f"{match.group('flag')}{ports[int(match.group('port'))]}"

@@ -87,13 +87,10 @@ class Demo:
                 job = release.run("Job", "packager", "packager")
                 _completed(job, "the packager Job")
                 summary["packager"] = json.loads(job.stdout.strip().splitlines()[-1])
-            with self.step("run the servers' wait initContainers"):
+            with self.step("run the servers' fetch initContainers (one version each, into the pod)"):
                 for component in ("ovms", "triton"):
-                    _completed(
-                        release.run("Deployment", component, "wait-for-model", timeout=120),
-                        f"{component} wait",
-                    )
-            with self.step("start Triton from the bucket"):
+                    _completed(release.fetch(component), f"{component} fetch")
+            with self.step("start Triton on its fetched repository"):
                 started = time.monotonic()
                 release.start_triton()
                 triton_ready_s = round(time.monotonic() - started, 1)

@@ -100,26 +100,17 @@ def check(*, argv: Sequence[str], config: dict[str, Any], env: Mapping[str, str]
     return problems
 
 
-def base_paths(config: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]]:
-    """model name -> (bucket, prefix, plugin_config) for the models OVMS reads from S3."""
-    found = {}
-    for entry in config.get("model_config_list", []):
-        model = entry["config"]
-        base = urlparse(model["base_path"])
-        found[model["name"]] = (base.netloc, base.path.strip("/"), model.get("plugin_config", {}))
-    return found
-
-
-def latest_version(keys: Sequence[str], prefix: str) -> int | None:
-    """The newest version folder OVMS would load: numeric, with both files of an IR (docs)."""
-    versions = set()
-    for key in keys:
-        rest = key[len(prefix) + 1 :].split("/")
-        if len(rest) == 2 and rest[0].isdigit() and rest[1].endswith(".xml"):
-            xml = key
-            if xml[:-4] + ".bin" in keys:
-                versions.add(int(rest[0]))
-    return max(versions) if versions else None
+def served_version(folder: Path, policy: Mapping[str, Any]) -> int | None:
+    """The version OVMS serves from a local base_path under its model_version_policy (the newest of
+    `latest`, the listed ones of `specific`): numeric folders holding both files of an IR (docs)."""
+    versions = sorted(
+        int(p.name)
+        for p in (folder.iterdir() if folder.is_dir() else [])
+        if p.name.isdigit() and any(p.glob("*.xml")) and any(p.glob("*.bin"))
+    )
+    if "specific" in policy:
+        versions = [v for v in versions if v in policy["specific"].get("versions", [])]
+    return versions[-1] if versions else None
 
 
 def compile_model(xml: Path, plugin_config: Mapping[str, Any]) -> Any:

@@ -11,7 +11,8 @@ What runs, and what stands in where this machine cannot run the real thing:
   its backend folder, loopback listen addresses and `--model-config-name=python` (this build has
   no onnxruntime backend; the python config runs the same model.onnx) are local.
 - OVMS: not run (no build here); devstack.ovms checks its arguments, config.json and environment,
-  and compiles the IR at each base_path with the rendered plugin_config.
+  and compiles the IR its version policy selects at each base_path (the folder its fetch
+  initContainer filled) with the rendered plugin_config.
 - Prometheus: scrape targets from the rendered ServiceMonitors (Service, port name, path).
 """
 
@@ -193,28 +194,30 @@ class Release:
         problems = ovms.check(argv=argv, config=config, env=env)
         compiled = {}
         if not problems:
-            compiled = self._compile_ovms_models(config, env)
+            compiled = self._compile_ovms_models(config, self.loop.mounts(pod, item))
         return problems, compiled
 
-    def _compile_ovms_models(self, config: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-        from minio import Minio
-
-        endpoint = env["S3_ENDPOINT"].removeprefix("http://")  # OVMS strips http:// and speaks plain HTTP
-        client = Minio(endpoint, access_key=env["AWS_ACCESS_KEY_ID"], secret_key=env["AWS_SECRET_ACCESS_KEY"],
-                       region=env["AWS_REGION"], secure=False)  # fmt: skip
+    def _compile_ovms_models(self, config: dict[str, Any], mounts: dict[str, Path]) -> dict[str, Any]:
+        """Each model's version as OVMS would load it from its base_path: the local repository the
+        fetch initContainer filled (run `fetch("ovms")` first), under the rendered version policy."""
         compiled = {}
-        for name, (bucket, prefix, plugin) in ovms.base_paths(config).items():
-            keys = [o.object_name for o in client.list_objects(bucket, prefix=prefix + "/", recursive=True)]
-            version = ovms.latest_version(keys, prefix)
+        for entry in config.get("model_config_list", []):
+            model = entry["config"]
+            name, base = model["name"], model["base_path"]
+            local = Path(self.loop.place(base, mounts))
+            if local == Path(base):
+                raise ChartError(f"OVMS model {name}: base_path {base} is on no volume of the ovms container")
+            version = ovms.served_version(local, model.get("model_version_policy", {"latest": {}}))
             if version is None:
-                raise ChartError(f"OVMS would find no version of {name} under s3://{bucket}/{prefix}")
-            folder = self.root / "ovms" / name / str(version)
-            for key in keys:
-                if key.startswith(f"{prefix}/{version}/"):
-                    client.fget_object(bucket, key, str(folder / key.rsplit("/", 1)[1]))
-            compiled[name] = ovms.compile_model(next(folder.glob("*.xml")), plugin)
-            self.ovms_models[name] = (folder, plugin)
+                raise ChartError(f"OVMS would find no version of {name} under {base}")
+            folder = local / str(version)
+            compiled[name] = ovms.compile_model(next(folder.glob("*.xml")), model.get("plugin_config", {}))
+            self.ovms_models[name] = (folder, model.get("plugin_config", {}))
         return compiled
+
+    def fetch(self, component: str, *, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """The server's fetch initContainer, into the pod's volume its server then reads."""
+        return self.run("Deployment", component, "fetch-model", timeout=timeout)
 
     def _scrapes(self) -> list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]]:
         """(ServiceMonitor name, endpoint, selected Service, that Service's port) for every endpoint."""
