@@ -38,7 +38,6 @@ from emotion_contract.servers import Server
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 MANIFESTS = "manifests"
-REPORTS = "reports"
 ONNX_FILE = "model.onnx"
 IR_FILE = "model.xml"  # OpenVINO IR; its weights are IR_WEIGHTS beside it
 IR_WEIGHTS = "model.bin"
@@ -136,10 +135,6 @@ class Layout:
     @property
     def manifests_prefix(self) -> str:
         return f"{MANIFESTS}/{self.name}/"
-
-    def report_prefix(self, run: str) -> str:
-        """Where an in-cluster load test keeps its report (report.json, report.md, plots/)."""
-        return f"{REPORTS}/{self.name}/{run}/"
 
 
 def version_of(key: str) -> int | None:
