@@ -17,7 +17,16 @@ from emotion_contract.errors import BadInput, Conflict, ExitCode, ToolError
 from emotion_contract.layout import ENTRY_FILES, Layout, upload_order, version_of
 
 REPO = Path(__file__).resolve().parents[2]
-HEAVY = {"torch", "transformers", "openvino", "openvino-tokenizers", "nncf", "onnx", "onnxscript", "model-packager"}
+HEAVY = {
+    "torch",
+    "transformers",
+    "openvino",
+    "openvino-tokenizers",
+    "nncf",
+    "onnx",
+    "onnxscript",
+    "model-packager",
+}
 
 
 def test_every_exit_code_is_in_the_one_table_with_its_name() -> None:
@@ -52,7 +61,10 @@ def test_ready_round_trips_and_names_its_manifest() -> None:
         (b"[1]", "READY is not a JSON object"),
         (b'{"manifest": "m"}', "READY is malformed ('version')"),
         (b'{"version": 0, "manifest": "m"}', "READY is malformed (version 0 is not a positive whole number)"),
-        (b'{"version": "2", "manifest": "m"}', "READY is malformed (version '2' is not a positive whole number)"),
+        (
+            b'{"version": "2", "manifest": "m"}',
+            "READY is malformed (version '2' is not a positive whole number)",
+        ),
         (b'{"version": 2}', "READY is malformed ('manifest')"),
     ],
 )
@@ -94,7 +106,15 @@ def test_keys_are_whole_and_carry_their_version() -> None:
     assert layout.triton_config(layout.token_model, "cpu") == "triton/emotion/configs/cpu.pbtxt"
     assert version_of(layout.triton_config(layout.token_model)) is None
     ordered = upload_order([*keys, "ovms/emotion/2/model.bin"])
-    assert [k.rsplit("/", 1)[-1] in ENTRY_FILES for k in ordered] == [False, False, True, True, True, True, True]
+    assert [k.rsplit("/", 1)[-1] in ENTRY_FILES for k in ordered] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+        True,
+        True,
+    ]
     assert ordered[-2:] == ["ovms/emotion-text/2/model.xml", "ovms/emotion/2/model.xml"]
 
 
