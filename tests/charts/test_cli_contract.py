@@ -51,14 +51,15 @@ def test_the_packager_job_runs_a_command_model_packager_accepts(default_render: 
 
 
 @pytest.mark.parametrize("server", ["ovms", "triton"])
-def test_each_server_waits_with_a_command_model_packager_accepts(
+def test_each_server_fetches_with_a_command_model_packager_accepts(
     default_render: list[dict[str, Any]], server: str
 ) -> None:
     init = default_render.one("Deployment", server)["spec"]["template"]["spec"]["initContainers"][0]
     assert init["command"] == ["model-packager"]
     args = parse_packager(init["args"])
-    assert (args.command, args.bucket, args.name, args.version, args.timeout) == (
-        "wait",
+    assert (args.command, args.server, args.bucket, args.name, args.version, args.timeout) == (
+        "fetch",
+        server,
         "models",
         "emotion",
         None,
