@@ -13,6 +13,9 @@ from loadtest.columns import COLUMNS
 
 
 def test_the_comparison_has_both_columns_and_a_verdict(published: Release, tmp_path: Path) -> None:
+    for component in ("triton", "ovms"):  # the servers' fetch initContainers fill their pods' repositories
+        fetched = published.fetch(component)
+        assert fetched.returncode == 0, fetched.stderr[-2000:]
     published.start_triton()
     problems, _ = published.check_ovms()
     assert problems == []
