@@ -5,7 +5,9 @@ the merged tally into the level's entry of report.json; loadtest.columns says wh
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,11 +109,7 @@ class Tally:
 
     @classmethod
     def merged(cls, answers: list[dict[str, Any]]) -> Tally:
-        tallies = [cls.from_worker(a) for a in answers]
-        total = tallies[0]
-        for tally in tallies[1:]:
-            total += tally
-        return total
+        return functools.reduce(operator.add, (cls.from_worker(a) for a in answers))
 
     def intervals_json(self, *, interval: float, duration: float, count: int) -> list[dict[str, Any]]:
         """One row per interval of the measured window, empty ones included (a server that answered nothing
