@@ -112,6 +112,16 @@ class Helm:
         assert len(found) == 1, f"expected one {component} Deployment, found {len(found)}"
         return found[0]
 
+    def rollout_status(self, component: str) -> None:
+        """Wait until the component's Deployment has finished rolling out, as `kubectl rollout
+        status` does. helm 3's `--wait` returns once `replicas - maxUnavailable` new pods are ready
+        (pkg/kube/ready.go), so with `maxUnavailable: 1` one old pod may still be going."""
+        name = self.deployment(component)["metadata"]["name"]
+        self.cluster.kubectl(
+            "rollout", "status", f"deployment/{name}", "--namespace", self.namespace,
+            f"--timeout={CONVERGE_TIMEOUT}",
+        )  # fmt: skip
+
     def node_group(self, pod: dict[str, Any]) -> str:
         node = self.cluster.get("node", pod["spec"]["nodeName"])
         return node["metadata"]["labels"][GROUP_LABEL]

@@ -36,8 +36,10 @@ def _assert_placement(helm: Helm, example: str) -> None:
 
 
 def _assert_rolled_out(helm: Helm, *, revision: str | None) -> None:
-    """Each server Deployment has all its replicas updated and available, with the pod annotation."""
+    """Each server Deployment finishes its rollout with all replicas updated and available, with the
+    pod annotation."""
     for server in SERVERS:
+        helm.rollout_status(server)
         deployment = helm.deployment(server)
         status, wanted = deployment["status"], deployment["spec"]["replicas"]
         assert status.get("observedGeneration") == deployment["metadata"]["generation"], server
