@@ -10,9 +10,10 @@ lint-docker: ## hadolint on Dockerfile.packager
 	$(VENV)/bin/hadolint Dockerfile.packager
 
 .PHONY: package
-package: ## Build the packager image (needs Docker) and package the chart into dist/
+package: ## Build the packager and the fetch image (needs Docker) and package the chart into dist/
 	@command -v docker >/dev/null || { echo "package: docker is not installed; the chart alone: helm package charts/emotion-serving -d dist" >&2; exit 1; }
 	docker build -f Dockerfile.packager -t $(PACKAGER_IMAGE):$(PACKAGER_TAG) .
+	docker build -f Dockerfile.packager --target fetch -t $(PACKAGER_IMAGE):$(PACKAGER_TAG)-fetch .
 	$(BIN)/helm package charts/emotion-serving -d dist
 
 .PHONY: bench-packager

@@ -244,8 +244,9 @@ def test_a_pinned_release_serves_its_version_after_a_newer_one_is_published(
 ) -> None:
     """The release's Job again (a re-created Job, a GitOps sync): its request is recorded, so it neither
     resolves the model nor builds. A model value changed (max length) is a new request: one build,
-    version 2, READY 2. The release pinned to version 1 (a rollback) fetches 1: real Triton serves
-    version 1 only, OVMS's folder and policy are version 1's."""
+    version 2, READY 2, served by the changed release while the first one's servers keep 1. The
+    release pinned to version 1 (a rollback) fetches 1: real Triton serves version 1 only, OVMS's
+    folder and policy are version 1's."""
     again = published.run("Job", "packager", "packager")
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads(again.stdout)["already_published"] is True
@@ -269,12 +270,19 @@ def test_a_pinned_release_serves_its_version_after_a_newer_one_is_published(
         other.share_s3(published)
         return other
 
-    with release("changed", "packager.maxLength=64") as changed:
+    with release("changed", "global.model.maxLength=64") as changed:
         job = changed.run("Job", "packager", "packager")
         assert job.returncode == 0, job.stderr[-2000:]
         assert json.loads(job.stdout)["version"] == 2
-    ready = json.loads(published.s3.client().get_object(published.bucket, "manifests/emotion/READY").read())
-    assert ready["version"] == 2
+        ready = published.s3.client().get_object(published.bucket, "manifests/emotion/READY")
+        assert json.loads(ready.read())["version"] == 2
+        # Unpinned, each release's servers serve what its own model request built, not READY's: the
+        # first release's pods (an old pod of a rolling update) fetch 1, the changed release's fetch 2.
+        for serving, version in ((published, 1), (changed, 2)):
+            for component in ("triton", "ovms"):
+                fetched = serving.fetch(component)
+                assert fetched.returncode == 0, fetched.stderr[-2000:]
+                assert json.loads(fetched.stdout)["version"] == version, (component, fetched.stdout)
 
     with release("pinned", "global.model.version=1") as pinned:
         for component in ("triton", "ovms"):

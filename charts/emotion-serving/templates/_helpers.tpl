@@ -148,11 +148,21 @@ imagePullPolicy: {{ .image.pullPolicy }}
 {{- end }}
 
 {{/*
-The packager image (Dockerfile.packager): the packager Job, the servers' wait initContainers and the
-helm test pod. (the top-level context)
+The packager image (Dockerfile.packager): the packager Job and the helm test pod. (the top-level context)
 */}}
 {{- define "emotion-serving.packagerImage" -}}
 {{- include "emotion-serving.containerImage" (dict "ctx" . "image" .Values.global.packager.image) -}}
+{{- end }}
+
+{{/*
+The fetch image (Dockerfile.packager, target fetch): the servers' fetch-model initContainers. The
+packager image's registry and repository with its own tag and digest (global.packager.fetch), so that
+one repository holds both and one setting moves both. (the top-level context, or a subchart's)
+*/}}
+{{- define "emotion-serving.fetchImage" -}}
+{{- $g := .Values.global.packager -}}
+{{- $image := merge (pick $g.fetch "tag" "digest") (omit $g.image "tag" "digest") -}}
+{{- include "emotion-serving.containerImage" (dict "ctx" . "image" $image) -}}
 {{- end }}
 
 {{/*

@@ -16,7 +16,7 @@ refused, conflict (model-packager errors.py PERMANENT; `make chart-contract` com
 - run
 {{ include "emotion-serving.packager.modelArgs" . }}
 {{- /* The model request: a run of one already recorded neither resolves the revision on the hub nor builds. */}}
-- --request={{ include "emotion-serving.packager.modelArgs" . | sha256sum | trunc 16 }}
+- --request={{ include "emotion-serving.model.request" . }}
 {{- with $g.model.retention.versions }}
 - --keep-versions={{ . }}
 {{- end }}
@@ -33,29 +33,37 @@ refused, conflict (model-packager errors.py PERMANENT; `make chart-contract` com
 
 {{/*
 The `run` arguments that shape the build: what the model request hashes. Anything else (endpoint,
-retention, resources, image) changes nothing the request was published as.
+retention, resources, image) changes nothing the request was published as. They are global.model's
+only, so that every chart of the release (the servers' fetch-model initContainers) names the same
+request.
 */}}
 {{- define "emotion-serving.packager.modelArgs" -}}
-{{- $p := .Values.packager -}}
-{{- $g := .Values.global -}}
-- --model={{ $p.model }}
-{{- with $p.revision }}
+{{- $m := .Values.global.model -}}
+- --model={{ $m.source }}
+{{- with $m.revision }}
 - --revision={{ . }}
 {{- end }}
-- --name={{ $g.model.name }}
-- --max-length={{ $p.maxLength }}
-- --precision={{ $p.precision }}
-{{- /* The parity gate compiles the IR as OVMS will run it (its INFERENCE_PRECISION_HINT; empty: the CPU's own).
-Without OVMS its values are absent: f32, the precision every other runtime here executes. */}}
-- --inference-precision={{ dig "config" "inferencePrecisionHint" "f32" (.Values.ovms | default dict) | default "default" }}
-- --activation={{ $p.activation }}
-- --triton-device={{ $p.tritonDevice }}
-- --tensorrt={{ $p.tensorrt }}
-- --max-batch-size={{ $p.maxBatchSize }}
-- --text={{ ternary "on" "off" $g.model.text }}
-{{- with $p.extraArgs }}
+- --name={{ $m.name }}
+- --max-length={{ $m.maxLength }}
+- --precision={{ $m.precision }}
+{{- /* The parity gate compiles the IR as OVMS runs it: its INFERENCE_PRECISION_HINT, or the CPU's own when empty. */}}
+- --inference-precision={{ $m.inferencePrecisionHint | default "default" }}
+- --activation={{ $m.activation }}
+- --triton-device={{ $m.tritonDevice }}
+- --tensorrt={{ $m.tensorrt }}
+- --max-batch-size={{ $m.maxBatchSize }}
+- --text={{ ternary "on" "off" $m.text }}
+{{- with $m.extraArgs }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/*
+The model request: 16 hex of the sha256 of the model arguments. The Job records the version it
+published for it (manifests/<name>/requests/<R>.json); an unpinned server pod fetches that version.
+*/}}
+{{- define "emotion-serving.model.request" -}}
+{{- include "emotion-serving.packager.modelArgs" . | sha256sum | trunc 16 -}}
 {{- end }}
 
 {{/*
@@ -229,7 +237,8 @@ metadata:
   labels:
     {{- include "emotion-serving.labels" $packager | nindent 4 }}
   annotations:
-    emotion-serving/model: {{ printf "%s@%s" $p.model ($p.revision | default "default") | quote }}
+    emotion-serving/model: {{ printf "%s@%s" .Values.global.model.source (.Values.global.model.revision | default "default") | quote }}
+    emotion-serving/request: {{ include "emotion-serving.model.request" . | quote }}
 spec:
   backoffLimit: {{ $p.backoffLimit }}
   activeDeadlineSeconds: {{ $p.activeDeadlineSeconds }}

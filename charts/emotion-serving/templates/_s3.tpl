@@ -112,13 +112,16 @@ the server reads nothing else (no S3 access of its own, no polling of the bucket
 The initContainer of each server: `model-packager fetch` waits until the version is published and
 complete, then downloads that one version of the server's models, each file checked against its
 manifest, into emotion-serving.modelRepository. The version is global.model.version (a pin: every pod
-of the release serves it, whatever is published later), else the one READY names when the pod starts.
-(dict "ctx" $ "component" "ovms"|"triton"); its timeout and resources are global.wait's.
+of the release serves it, whatever is published later); else the one the release's packager run
+recorded for its model request (emotion-serving.model.request: a model change changes the pod
+template, so both servers roll onto the new build and only onto it); without the release's packager,
+the one READY names when the pod starts. (dict "ctx" $ "component" "ovms"|"triton"); its timeout and
+resources are global.wait's.
 */}}
 {{- define "emotion-serving.fetchModel" -}}
 {{- $g := .ctx.Values.global -}}
 - name: fetch-model
-  {{- include "emotion-serving.packagerImage" .ctx | nindent 2 }}
+  {{- include "emotion-serving.fetchImage" .ctx | nindent 2 }}
   command: ["model-packager"]
   args:
     - fetch
@@ -128,6 +131,8 @@ of the release serves it, whatever is published later), else the one READY names
     - --name={{ $g.model.name }}
     {{- if $g.model.version }}
     - --version={{ $g.model.version }}
+    {{- else if $g.packager.enabled }}
+    - --request={{ include "emotion-serving.model.request" .ctx }}
     {{- end }}
     - --output={{ include "emotion-serving.modelRepository" . }}
     - --timeout={{ $g.wait.timeoutSeconds }}

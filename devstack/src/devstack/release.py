@@ -315,7 +315,10 @@ def checkpoint_values(folder: Path, checkpoint: Path) -> Path:
     volume = {"name": "checkpoint", "hostPath": {"path": str(checkpoint)}}
     path.write_text(
         yaml.safe_dump(
-            {"packager": {"model": "/checkpoint", "extraVolumes": [volume], "extraVolumeMounts": [mount]}}
+            {
+                "global": {"model": {"source": "/checkpoint"}},
+                "packager": {"extraVolumes": [volume], "extraVolumeMounts": [mount]},
+            }
         )
     )
     return path

@@ -1,7 +1,7 @@
 """A release's model over time: the record of which version a model request was published as, and
 retention (which versions the bucket keeps).
 
-A model request is the chart's hash of the model values (`packager.model`, `revision`, the build
+A model request is the chart's hash of the model values (`global.model.source`, `revision`, the build
 options, `global.model.name`): `run --request R` records, once, the version it published or found
 for R (`manifests/<name>/requests/<R>.json`, a conditional create after READY). A later run of the
 same request (a re-created Job, a GitOps sync, a `helm rollback` to it) reads the record and is done:

@@ -15,7 +15,7 @@ metrics are switched on here only, since enabling them in both places is a confi
 {{- $plugin := dict -}}
 {{- with $config.performanceHint }}{{ $_ := set $plugin "PERFORMANCE_HINT" . }}{{ end }}
 {{- with $config.numStreams }}{{ $_ := set $plugin "NUM_STREAMS" (toString .) }}{{ end }}
-{{- with $config.inferencePrecisionHint }}{{ $_ := set $plugin "INFERENCE_PRECISION_HINT" . }}{{ end }}
+{{- with .Values.global.model.inferencePrecisionHint }}{{ $_ := set $plugin "INFERENCE_PRECISION_HINT" . }}{{ end }}
 {{- $plugin = merge $plugin $config.extraPluginConfig }}
 {{- $names := list .Values.global.model.name }}
 {{- if .Values.global.model.text }}{{ $names = append $names (printf "%s-text" .Values.global.model.name) }}{{ end }}
