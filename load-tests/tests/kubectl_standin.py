@@ -1,8 +1,8 @@
 """A stand-in for the two kubectl commands `loadtest release` runs, for a machine without a cluster.
 
-    get services -n NS -l SELECTOR -o json
-        the Services of the real chart, rendered by the real helm (STANDIN_HELM, STANDIN_CHART, plus
-        STANDIN_SET values), filtered by the label selector, as kubectl prints a List
+    get services|deployments -n NS -l SELECTOR -o json
+        the Services (Deployments) of the real chart, rendered by the real helm (STANDIN_HELM,
+        STANDIN_CHART, plus STANDIN_SET values), filtered by the label selector, as kubectl prints a List
     port-forward -n NS --address 127.0.0.1 svc/NAME :PORT...
         kubectl's `Forwarding from 127.0.0.1:LOCAL -> PORT` lines, where LOCAL comes from STANDIN_PORTS
         (`PORT=LOCAL,...`: the ports of the local Triton), then waits to be stopped like kubectl does
@@ -26,20 +26,21 @@ import yaml
 def main(argv: list[str]) -> int:
     with open(os.environ["STANDIN_LOG"], "a", encoding="utf-8") as log:
         log.write(json.dumps({"pid": os.getpid(), "argv": argv}) + "\n")
-    if argv[:2] == ["get", "services"]:
+    kinds = {"services": "Service", "deployments": "Deployment"}
+    if argv[0] == "get" and argv[1] in kinds:
         selector = dict(pair.split("=", 1) for pair in argv[argv.index("-l") + 1].split(","))
         helm = [os.environ["STANDIN_HELM"], "template", selector["app.kubernetes.io/instance"]]
         helm += [os.environ["STANDIN_CHART"], "--namespace", argv[argv.index("-n") + 1]]
         for value in filter(None, os.environ.get("STANDIN_SET", "").split(",")):
             helm += ["--set", value]
         rendered = subprocess.run(helm, capture_output=True, text=True, check=True).stdout
-        services = [
+        objects = [
             doc
             for doc in yaml.safe_load_all(rendered)
-            if doc and doc["kind"] == "Service"
+            if doc and doc["kind"] == kinds[argv[1]]
             and all(doc["metadata"]["labels"].get(k) == v for k, v in selector.items())
         ]  # fmt: skip
-        print(json.dumps({"apiVersion": "v1", "kind": "List", "items": services}))
+        print(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
         return 0
     if argv[0] == "port-forward":
         local = dict(pair.split("=") for pair in os.environ["STANDIN_PORTS"].split(","))

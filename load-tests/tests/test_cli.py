@@ -14,7 +14,7 @@ from devstack.process import free_port
 from emotion_contract.errors import ExitCode
 from loadtest.cli import build_parser, main
 from loadtest.compare import compare_reports
-from loadtest.release import Service, discover, forwarded, run_arguments
+from loadtest.release import Service, discover, forwarded, pod_resources, resources_arguments, run_arguments
 from loadtest.results import find_stall
 from loadtest.servermetrics import parse, server_side
 
@@ -298,6 +298,31 @@ def test_release_services_are_found_by_the_charts_labels_and_port_names() -> Non
         "--target", "triton=127.0.0.1:5004", "--metrics", "triton=http://127.0.0.1:5005/metrics",
         "--package", "s3://models", "--endpoint", "http://127.0.0.1:5006",
     ]  # fmt: skip
+
+
+def test_release_pod_resources_are_one_pods_reservation_as_the_chart_renders_it() -> None:
+    """Each server container's CPU request and its GPUs, for the cost section; the example's values."""
+    rendered = Render.template(
+        release="rel", namespace="ns", chart=CHART,
+        values=[str(CHART.parents[1] / "examples" / "values" / "onprem-nfd-gpu.yaml")],
+        set_values=("ovms.resources.requests.cpu=1500m", "triton.gpu.resourceName=nvidia.com/mig-3g.40gb"),
+    )  # fmt: skip
+    reserved = pod_resources(json.dumps({"items": rendered.objects("Deployment")}), release="rel")
+    assert reserved == {"ovms": {"cpu": 1.5}, "triton": {"cpu": 2.0, "gpu": 1.0}}  # a MIG slice is a GPU
+    assert resources_arguments(reserved) == [
+        "--resources",
+        "ovms=cpu:1.5",
+        "--resources",
+        "triton=cpu:2,gpu:1",
+    ]
+    cpu_only = Render.template(
+        release="rel", namespace="ns", chart=CHART, set_values=("triton.gpu.enabled=false",)
+    )
+    assert (
+        "gpu"
+        not in pod_resources(json.dumps({"items": cpu_only.objects("Deployment")}), release="rel")["triton"]
+    )
+    assert pod_resources(json.dumps({"items": rendered.objects("Deployment")}), release="other") == {}
 
 
 def test_release_without_servers_and_kubectl_lines() -> None:

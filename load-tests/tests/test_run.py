@@ -683,10 +683,13 @@ def test_make_loadtest_forwards_the_release_services_and_prints_the_report_folde
         }
     ]
     assert report["results"][0]["server"]["server"] == "triton"
+    # The cost section's resources: one Triton pod's reservation as the chart renders it.
+    assert report["config"]["resources"] == {"triton": {"cpu": 2.0, "gpu": 1.0}}
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     selector = "app.kubernetes.io/name=emotion-serving,app.kubernetes.io/instance=rel"
     assert calls[0]["argv"] == ["get", "services", "-n", "ns", "-l", selector, "-o", "json"]
-    forwards = calls[1:]
+    assert calls[1]["argv"] == ["get", "deployments", "-n", "ns", "-l", selector, "-o", "json"]
+    forwards = calls[2:]
     forward = ["port-forward", "-n", "ns", "--address", "127.0.0.1", "svc/rel-emotion-serving-triton"]
     assert [c["argv"] for c in forwards] == [[*forward, ":8001", ":8000", ":8002"]]
     for call in forwards:  # stopped with the run

@@ -267,7 +267,9 @@ def _release_parser(commands: Any) -> argparse.ArgumentParser:
         "release",
         help="`run` against a deployed release through kubectl port-forward (what `make loadtest` runs)",
         description="Finds the release's ovms, triton and minio Services by the chart's labels, forwards "
-        "their ports and runs `loadtest run` with the options after `--` (levels, duration, thresholds...).",
+        "their ports and runs `loadtest run` with the options after `--` (levels, duration, thresholds...). "
+        "The cost section's --resources are one pod's CPU request and GPUs of each server's Deployment, "
+        "unless given after `--`.",
     )
     release.add_argument("--release", required=True, help="the Helm release name")
     release.add_argument("--namespace", default="default", help="its namespace (default: default)")
@@ -391,7 +393,15 @@ _RELEASE_OWNS = ("--target", "--metrics", "--protocol", "--output")
 
 
 def _release(args: argparse.Namespace) -> ExitCode:
-    from loadtest.release import SERVERS, discover, list_services, port_forwards, run_arguments
+    from loadtest.release import (
+        SERVERS,
+        discover,
+        list_objects,
+        pod_resources,
+        port_forwards,
+        resources_arguments,
+        run_arguments,
+    )
 
     run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
     owned = [a for a in run_args if a.split("=")[0] in _RELEASE_OWNS]
@@ -399,10 +409,12 @@ def _release(args: argparse.Namespace) -> ExitCode:
         raise BadInput(
             f"{owned[0]}: `release` sets it from the release's Services; give --protocol to release"
         )
-    services = discover(
-        list_services(kubectl=args.kubectl, namespace=args.namespace, release=args.release),
-        release=args.release,
-    )
+    cluster = {"kubectl": args.kubectl, "namespace": args.namespace, "release": args.release}
+    services = discover(list_objects("services", **cluster), release=args.release)
+    # The cost section's resources: one pod's reservation of each server, unless given by hand.
+    if not any(a.split("=")[0] == "--resources" for a in run_args):
+        reserved = pod_resources(list_objects("deployments", **cluster), release=args.release)
+        run_args = [*resources_arguments(reserved), *run_args]
     with_package = any(a.split("=")[0] == "--package" for a in run_args)
     wanted = [services[c] for c in (*SERVERS, *(() if with_package else ("minio",))) if c in services]
     with port_forwards(wanted, kubectl=args.kubectl, namespace=args.namespace) as local:

@@ -61,6 +61,60 @@ def discover(services_json: str, *, release: str) -> dict[str, Service]:
     return found
 
 
+#: Extended resources that are GPUs (a whole GPU or a MIG slice each): NVIDIA's device plugin, AMD's, Intel's.
+_GPU_RESOURCE = re.compile(r"^(nvidia\.com/(gpu|mig-.+)|amd\.com/gpu|gpu\.intel\.com/.+)$")
+
+
+def _cores(quantity: str) -> float:
+    """A CPU quantity in cores: "2", "1.5", "500m" (BadInput otherwise)."""
+    text = str(quantity)
+    try:
+        return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    except ValueError:
+        raise BadInput(f"CPU quantity {text!r} is not cores or millicores") from None
+
+
+def pod_resources(deployments_json: str, *, release: str) -> dict[str, dict[str, float]]:
+    """What one pod of each server reserves, from `kubectl get deployments -o json`: the server
+    container's CPU request (what the scheduler sets aside; its limit when no request) and its GPUs
+    (extended resources, given as limits), as `loadtest run --resources` takes them. One pod, because a
+    port-forward to a Service reaches one of its pods."""
+    try:
+        items = json.loads(deployments_json)["items"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise BadInput("kubectl get deployments did not answer a JSON list") from None
+    found: dict[str, dict[str, float]] = {}
+    for item in items:
+        labels = item.get("metadata", {}).get("labels", {})
+        server = labels.get("app.kubernetes.io/component", "")
+        if labels.get("app.kubernetes.io/instance") != release or server not in SERVERS:
+            continue
+        containers = item.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+        main = next((c for c in containers if c.get("name") == server), None)
+        if main is None:
+            continue
+        resources = main.get("resources", {})
+        requests, limits = resources.get("requests", {}), resources.get("limits", {})
+        reserved: dict[str, float] = {}
+        cpu = requests.get("cpu", limits.get("cpu"))
+        if cpu is not None and _cores(cpu) > 0:
+            reserved["cpu"] = _cores(cpu)
+        gpus = sum(float(n) for name, n in limits.items() if _GPU_RESOURCE.match(name))
+        if gpus:
+            reserved["gpu"] = gpus
+        if reserved:
+            found[server] = reserved
+    return found
+
+
+def resources_arguments(reserved: dict[str, dict[str, float]]) -> list[str]:
+    """`--resources NAME=cpu:N[,gpu:N]` for each server."""
+    argv: list[str] = []
+    for server, amounts in reserved.items():
+        argv += ["--resources", f"{server}=" + ",".join(f"{k}:{v:g}" for k, v in amounts.items())]
+    return argv
+
+
 def forwarded(line: str) -> tuple[int, int] | None:
     """(remote port, local port) from one line of kubectl port-forward's output."""
     match = _FORWARD.search(line)
@@ -166,9 +220,10 @@ def run_arguments(
     return argv
 
 
-def list_services(*, kubectl: str, namespace: str, release: str, timeout: float = 30.0) -> str:
+def list_objects(kind: str, *, kubectl: str, namespace: str, release: str, timeout: float = 30.0) -> str:
+    """`kubectl get KIND -o json` of the release's objects of that kind (the chart's labels)."""
     selector = f"app.kubernetes.io/name={PART_OF},app.kubernetes.io/instance={release}"
-    argv = [kubectl, "get", "services", "-n", namespace, "-l", selector, "-o", "json"]
+    argv = [kubectl, "get", kind, "-n", namespace, "-l", selector, "-o", "json"]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except OSError as err:
@@ -177,5 +232,5 @@ def list_services(*, kubectl: str, namespace: str, release: str, timeout: float 
         raise Unavailable(f"{' '.join(argv[:3])}: no answer within {timeout:.0f} s") from None
     if done.returncode != 0:
         message = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        raise Unavailable(f"kubectl get services: {message}")
+        raise Unavailable(f"kubectl get {kind}: {message}")
     return done.stdout
