@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import ssl
 import subprocess
 import time
@@ -34,6 +35,8 @@ from devstack.paths import REPO_ROOT, tool, tools_dir
 from devstack.process import ManagedProcess, free_port, http_status
 
 KUBE_DATA = Path(__file__).with_name("kube")
+#: KWOK's PortForward kind: `kubectl port-forward` of a fake pod reaches the address its object names.
+PORT_FORWARD_CRD = KUBE_DATA / "portforward-crd.yaml"
 CHART = REPO_ROOT / "charts" / "emotion-serving"
 EXAMPLES = REPO_ROOT / "examples" / "values"
 #: Nodes KWOK manages carry this annotation (and only those: nothing else could run their pods).
@@ -427,6 +430,9 @@ class Cluster:
         ]
 
     def _start_kwok(self) -> Callable[[float], None]:
+        # KWOK watches the PortForward objects from its start: their kind must be served by then.
+        self.kubectl("apply", "--server-side", "-f", str(PORT_FORWARD_CRD))
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/portforwards.kwok.x-k8s.io")
         config = self.root / "kwok.yaml"
         config.write_text(yaml.safe_dump_all(_stages()))  # KWOK's own defaults otherwise
         pki = self.pki
@@ -439,6 +445,8 @@ class Cluster:
                 "--node-ip=127.0.0.1", f"--node-port={self.kwok_port}",
                 f"--server-address=127.0.0.1:{self.kwok_port}",
                 f"--tls-cert-file={pki / 'server.crt'}", f"--tls-private-key-file={pki / 'server.key'}",
+                # Where a port-forward to a pod goes: the PortForward object named like the pod.
+                "--enable-crds=PortForward",
             ],
         )  # fmt: skip
         return lambda timeout: kwok.wait_until(
@@ -543,3 +551,81 @@ class Cluster:
         node = self.get("node", name)
         conditions = (node or {}).get("status", {}).get("conditions", [])
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    @contextlib.contextmanager
+    def folder_claim(self, namespace: str, name: str, folder: Path) -> Iterator[str]:
+        """A PersistentVolumeClaim `name` bound to a hostPath PersistentVolume of `folder`, for the block:
+        how a pod under Pod Security "restricted" (which refuses hostPath volumes) reads a folder of
+        this machine. The PersistentVolume is cluster-wide: deleted afterwards."""
+        volume = f"{namespace}-{name}"
+        self.apply(
+            [
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolume",
+                    "metadata": {"name": volume},
+                    "spec": {
+                        "capacity": {"storage": "1Gi"},
+                        "accessModes": ["ReadOnlyMany"],
+                        "persistentVolumeReclaimPolicy": "Retain",
+                        "storageClassName": "",
+                        "hostPath": {"path": str(folder), "type": "Directory"},
+                        "claimRef": {"namespace": namespace, "name": name},
+                    },
+                },
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": name, "namespace": namespace},
+                    "spec": {
+                        "accessModes": ["ReadOnlyMany"],
+                        "storageClassName": "",
+                        "volumeName": volume,
+                        "resources": {"requests": {"storage": "1Gi"}},
+                    },
+                },
+            ]
+        )
+        try:
+
+            def bound() -> bool:
+                claim = self.get("pvc", name, namespace=namespace) or {}
+                return claim.get("status", {}).get("phase") == "Bound"
+
+            self.wait_for(f"claim {name} bound", bound)
+            yield name
+        finally:
+            # The namespace's deletion takes the claim too; the volume is the cluster's.
+            self.kubectl(
+                "delete", "pvc", name, "--namespace", namespace, "--ignore-not-found", "--wait=false"
+            )
+            self.kubectl("delete", "pv", volume, "--ignore-not-found", "--wait=false")
+
+    def port_forward(
+        self, namespace: str, target: str, port: int, *, log_dir: Path, timeout: float = 30.0
+    ) -> tuple[ManagedProcess, int]:
+        """`kubectl port-forward <target> LOCAL:<port>` (target: svc/NAME or pod/NAME) to a free loopback
+        port, running once that port accepts connections; the caller stops the process."""
+        local = free_port()
+        name = f"port-forward-{target.replace('/', '-')}-{port}"
+        proc = ManagedProcess(
+            name,
+            [tool("kubectl"), f"--kubeconfig={self.kubeconfig}", "port-forward", "--namespace", namespace,
+             "--address=127.0.0.1", target, f"{local}:{port}"],
+            log_path=log_dir / f"{name}.log",
+        )  # fmt: skip
+        proc.start()
+        try:
+            proc.wait_until(lambda: _accepts(local), timeout=timeout, what=f"forwarding {local}")
+        except BaseException:
+            proc.stop()
+            raise
+        return proc, local
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
