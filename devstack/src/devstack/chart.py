@@ -1,12 +1,14 @@
-"""What the chart renders, made runnable on loopback.
+"""What the chart renders (or what helm installed), made runnable on loopback.
 
 `Render` runs `helm template` and answers questions about the objects (a component's pod spec, a
-Secret's values, the Services). `Loopback` maps the rendered Services onto 127.0.0.1 ports and
-gives the argv and environment a container would get: secretKeyRef and configMapKeyRef resolved
-from the rendered objects, `<service>.<namespace>.svc:<port>` rewritten to the loopback port of
-the process behind that Service port, and paths under emptyDir mounts moved to a scratch folder.
-Everything the chart got wrong (an unknown Service, a port no container declares, a missing
-Secret key) raises ChartError naming the object.
+Secret's values, the Services); devstack.installed.Installed gives the same answers from the API
+server for a release helm installed (`Objects` is what both provide). `Loopback` maps the Services
+onto 127.0.0.1 ports and gives the argv and environment a container would get: secretKeyRef and
+configMapKeyRef resolved from those objects, `<service>.<namespace>.svc:<port>` rewritten to a
+loopback port that reaches the process behind that Service port (for a render that process's own
+port; for an installed release a `kubectl port-forward` of the Service), and paths under emptyDir
+mounts moved to a scratch folder. Everything the chart got wrong (an unknown Service, a port no
+container declares, a missing Secret key) raises ChartError naming the object.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -34,6 +36,31 @@ _PORT_FLAG = re.compile(r"^(?P<flag>--[\w-]*port[\w-]*=)(?P<port>\d+)$")
 
 class ChartError(StackError):
     """The rendered chart cannot run as rendered; the message names the object and the problem."""
+
+
+class Objects(Protocol):
+    """A release's objects: from a render (`Render`) or from the API server (devstack.installed)."""
+
+    release: str
+    namespace: str
+
+    def objects(self, kind: str) -> list[dict[str, Any]]: ...
+    def pod(self, kind: str, component: str) -> dict[str, Any]: ...
+    def secret(self, name: str) -> dict[str, str]: ...
+    def configmap(self, name: str) -> dict[str, str]: ...
+
+    def claim_folder(self, name: str) -> Path | None:
+        """The folder of this machine behind PersistentVolumeClaim `name`, if it has one."""
+        ...
+
+    def serve(self, pod: dict[str, Any], local: dict[int, int]) -> None:
+        """The pods like `pod` are served on this machine: containerPort -> local port."""
+        ...
+
+    def reach(self, service: str, port: int, local: int) -> int:
+        """The loopback port a client uses for Service `service` port `port`, whose pod's process
+        listens on `local`."""
+        ...
 
 
 @dataclass
@@ -101,6 +128,15 @@ class Render:
     def configmap(self, name: str) -> dict[str, str]:
         return dict(self.named("ConfigMap", name).get("data") or {})
 
+    def claim_folder(self, name: str) -> Path | None:
+        return None  # a render binds no claim: its volumes are the pod's scratch folders
+
+    def serve(self, pod: dict[str, Any], local: dict[int, int]) -> None:
+        pass  # nothing stands between a Service and the local process: `reach` is that process's port
+
+    def reach(self, service: str, port: int, local: int) -> int:
+        return local
+
     def patch(self, change: Callable[[list[dict[str, Any]]], None]) -> Render:
         """A copy of the render with `change` applied (the end-to-end test's mutations)."""
         docs = yaml.safe_load(yaml.safe_dump(self.docs))
@@ -124,14 +160,16 @@ def _labels(obj: dict[str, Any]) -> dict[str, str]:
 
 @dataclass
 class Loopback:
-    """The rendered Services on 127.0.0.1: each (Service, port) points at a local process's port."""
+    """The release's Services on 127.0.0.1: each (Service, port) reaches a local process's port."""
 
-    render: Render
+    #: The render, or the installed release's objects (the name is the render's, from before those).
+    render: Objects
     scratch: Path
     _ports: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def expose(self, component: str, pod: dict[str, Any], local: dict[int, int]) -> None:
         """A process of `component` listens on local[containerPort]: route its Services to it."""
+        self.render.serve(pod, local)
         labels = pod.get("metadata", {}).get("labels") or {}
         declared = {}
         for item in pod["spec"]["containers"]:
@@ -160,7 +198,7 @@ class Loopback:
         if (service, port) not in self._ports:
             known = ", ".join(f"{s}:{p}" for s, p in sorted(self._ports)) or "none"
             raise ChartError(f"nothing serves Service {service} port {port} (running here: {known})")
-        return f"127.0.0.1:{self._ports[(service, port)]}"
+        return f"127.0.0.1:{self.render.reach(service, port, self._ports[(service, port)])}"
 
     def localize(self, text: str) -> str:
         def replace(match: re.Match[str]) -> str:
@@ -171,10 +209,10 @@ class Loopback:
         return _SERVICE_HOST.sub(replace, text)
 
     def mounts(self, pod: dict[str, Any], item: dict[str, Any]) -> dict[str, Path]:
-        """mountPath -> a local folder: a hostPath volume is that folder of this machine; ConfigMap and
-        Secret volumes are written out; any other volume (emptyDir, a StatefulSet's
-        volumeClaimTemplates) is a folder of the pod's, shared by its containers as in Kubernetes
-        (what an initContainer writes there, the main container reads)."""
+        """mountPath -> a local folder: a hostPath volume is that folder of this machine, and so is a
+        claim bound to one (`claim_folder`); ConfigMap and Secret volumes are written out; any other
+        volume (emptyDir, a StatefulSet's volumeClaimTemplates) is a folder of the pod's, shared by
+        its containers as in Kubernetes (what an initContainer writes there, the main container reads)."""
         volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
         owner = (pod.get("metadata", {}).get("labels") or {}).get(COMPONENT, "pod")
         found = {}
@@ -182,6 +220,10 @@ class Loopback:
             volume = volumes.get(mount["name"], {})
             if "hostPath" in volume:
                 found[mount["mountPath"]] = Path(volume["hostPath"]["path"])
+                continue
+            claimed = self.render.claim_folder(volume.get("persistentVolumeClaim", {}).get("claimName", ""))
+            if claimed is not None:
+                found[mount["mountPath"]] = claimed
                 continue
             files = "configMap" in volume or "secret" in volume
             local = self.scratch / (item["name"] if files else f"pod-{owner}") / mount["name"]

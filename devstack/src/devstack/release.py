@@ -1,5 +1,9 @@
 """A rendered release run on loopback: the chart's own commands, environment, Secrets and ports.
 
+The objects come from a render (`chart.Render`), or, for a release helm installed on devstack's
+cluster, from the API server (`installed.Installed`: the admitted pods and the generated Secrets,
+with the Services reached through KWOK's port-forward); what runs is the same either way.
+
 What runs, and what stands in where this machine cannot run the real thing:
 - MinIO -> the Versity S3 gateway with the rendered root keys; what the chart's MinIO setup
   container does with `mc` (a bucket, a reader and a writer account with the rendered policies) is
@@ -30,7 +34,7 @@ from typing import Any
 import yaml
 
 from devstack import ovms
-from devstack.chart import ChartError, Loopback, Render, container
+from devstack.chart import ChartError, Loopback, Objects, Render, container
 from devstack.paths import REPO_ROOT
 from devstack.process import ManagedProcess, free_port, http_status
 from devstack.prometheus import Prometheus, ScrapeTarget
@@ -54,7 +58,8 @@ _BIN = REPO_ROOT / ".venv" / "bin"
 
 @dataclass
 class Release:
-    render: Render
+    #: The render, or an installed release's objects (devstack.installed.Installed).
+    render: Objects
     root: Path
     s3: S3Server | None = None
     triton: ManagedProcess | None = None
@@ -308,11 +313,14 @@ def _api_port(minio_pod: dict[str, Any]) -> int:
     return next(p["containerPort"] for p in container(minio_pod, "minio")["ports"] if p["name"] == "api")
 
 
-def checkpoint_values(folder: Path, checkpoint: Path) -> Path:
-    """A values file that hands a local checkpoint to the packager Job as a hostPath volume at /checkpoint."""
+def checkpoint_values(folder: Path, checkpoint: Path, *, claim: str | None = None) -> Path:
+    """A values file that hands a local checkpoint to the packager Job at /checkpoint: a hostPath
+    volume, or PersistentVolumeClaim `claim` (bound to that folder: Pod Security "restricted"
+    refuses hostPath volumes; devstack.cluster.Cluster.folder_claim)."""
     path = folder / "checkpoint-values.yaml"
     mount = {"name": "checkpoint", "mountPath": "/checkpoint", "readOnly": True}
-    volume = {"name": "checkpoint", "hostPath": {"path": str(checkpoint)}}
+    source = {"persistentVolumeClaim": {"claimName": claim, "readOnly": True}} if claim else None
+    volume = {"name": "checkpoint", **(source or {"hostPath": {"path": str(checkpoint)}})}
     path.write_text(
         yaml.safe_dump(
             {
