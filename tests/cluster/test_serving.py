@@ -1,0 +1,131 @@
+"""`make loadtest RELEASE=... NAMESPACE=...`, the command a user runs, against a release helm installed
+on devstack's cluster, with real servers behind its Services.
+
+KWOK runs no container, so the work that must be real runs on this machine from the objects the API
+server holds (devstack.installed): the S3 gateway with the root keys of the release's generated
+Secret and the accounts its MinIO setup container creates, the packager Job's container from its
+admitted pod (a real version published from a local checkpoint), Triton's `fetch-model`
+initContainer and then tritonserver from an admitted Triton pod. KWOK's PortForward objects send
+`kubectl port-forward` of the MinIO and Triton pods to those processes, and every Service address in
+a container's argv or env goes through such a port-forward. `make loadtest` then finds the Services
+by the chart's labels and forwards them itself, as on any cluster.
+
+OVMS is not in this release (`ovms.enabled=false`): no OVMS binary exists here, and `loadtest
+release` load-tests every server Service it finds, so an OVMS Service with nothing behind it would
+fail the run. tests/e2e checks OVMS's rendered command line, config and models; the demo compares the
+runtimes (devstack.runtimes).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.chart import container
+from devstack.cluster import Cluster
+from devstack.installed import Installed
+from devstack.paths import REPO_ROOT, tool
+from devstack.release import Release, checkpoint_values
+from tests.cluster.conftest import Helm, example_values
+
+CORPUS = REPO_ROOT.parent / "shared" / "data" / "ru-emotions" / "valid.csv"
+OVMS_LEFT_OUT = (
+    "OVMS is not installed: no OVMS binary here, and `loadtest release` drives every server it finds"
+)
+#: Short levels: this checks the path through the cluster, not speed (the 2-core machine is busy).
+LOADTEST_ARGS = "--concurrency 2 --duration 4s --warmup 1s --workers 1 --max-lag 500ms"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stand-in checkpoint (the default model's shape), made by the packager's own command."""
+    out = tmp_path_factory.mktemp("checkpoint") / "stand-in"
+    subprocess.run(
+        [sys.executable, "-m", "model_packager", "stand-in", "--output", str(out), "--corpus", str(CORPUS)],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+@pytest.fixture
+def served(
+    kube_cluster: Cluster, helm: Helm, checkpoint: Path, tmp_path: Path
+) -> Iterator[tuple[Installed, Release]]:
+    """The release installed with the checkpoint, its Job's work done and Triton serving."""
+    with kube_cluster.folder_claim(helm.namespace, "checkpoint", checkpoint) as claim:
+        values = checkpoint_values(tmp_path, checkpoint, claim=claim)
+        helm.install(
+            "--values", example_values("kind-cpu"), "--values", str(values), "--set", "ovms.enabled=false"
+        )
+        with (
+            Installed(kube_cluster, helm.release, helm.namespace, tmp_path / "forwards") as installed,
+            Release(render=installed, root=tmp_path / "release") as release,
+        ):
+            release.start_s3()
+            job = release.run("Job", "packager", "packager")
+            assert job.returncode == 0, job.stderr[-3000:]
+            fetched = release.fetch("triton")
+            assert fetched.returncode == 0, fetched.stderr[-3000:]
+            release.start_triton()
+            yield installed, release
+
+
+def _served_requests(release: Release) -> float:
+    """Successful inferences of model emotion, from the local Triton's own metrics port."""
+    url = f"http://127.0.0.1:{release.triton_ports['metrics']}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    found = re.findall(r'^nv_inference_request_success\{[^}]*model="emotion"[^}]*\} (\S+)$', text, re.M)
+    return sum(float(v) for v in found)
+
+
+@pytest.mark.parametrize("binary", ["helm"])
+@pytest.mark.parametrize("example", ["kind-cpu"])
+def test_make_loadtest_through_the_cluster(
+    served: tuple[Installed, Release], helm: Helm, example: str, binary: str, tmp_path: Path
+) -> None:
+    installed, release = served
+    print(OVMS_LEFT_OUT)
+    # What the Job ran came from its admitted pod: the writer keys helm generated in the cluster (a
+    # render generates others), and the MinIO Service through a port-forward, not the gateway's port.
+    pod = installed.pod("Job", "packager")
+    job = container(pod, "packager")
+    writer = installed.secret(f"{helm.release}-emotion-serving-s3-writer")
+    assert release.loop.env(pod, job)["AWS_ACCESS_KEY_ID"] == writer["AWS_ACCESS_KEY_ID"]
+    (endpoint,) = [a for a in release.loop.argv(pod, job) if a.startswith("--endpoint=")]
+    assert release.s3 is not None
+    assert endpoint.startswith("--endpoint=http://127.0.0.1:"), endpoint
+    assert endpoint != f"--endpoint={release.s3.endpoint}", endpoint
+
+    # As a user runs it: the cluster's kubeconfig, the bucket's reader keys from the release's Secret.
+    keys = installed.secret(f"{helm.release}-emotion-serving-s3-reader")
+    reader = {name: keys[name] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    before = _served_requests(release)
+    output = tmp_path / "report"
+    result = subprocess.run(
+        ["make", "--no-print-directory", "loadtest", f"RELEASE={helm.release}", f"NAMESPACE={helm.namespace}",
+         f"KUBECTL={tool('kubectl')}", f"LOADTEST_OUTPUT={output}", f"LOADTEST_ARGS={LOADTEST_ARGS}"],
+        cwd=REPO_ROOT, env={**installed.cluster.env(), **reader}, capture_output=True, text=True,
+        timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+
+    report = json.loads((output / "report.json").read_text())
+    assert {r["target"] for r in report["results"]} == {"triton"}, OVMS_LEFT_OUT
+    (level,) = report["results"]
+    print(f"triton through the cluster: {level['requests']} requests, {level['throughput_rps']}/s, "
+          f"latency ms {level['latency_ms']}")  # fmt: skip
+    assert level["requests"] > 0
+    assert level["errors"] == 0
+    assert level["mismatches"] == 0
+    assert (output / "report.md").is_file()
+    # Served by the local Triton, which nothing but the PortForward objects points the cluster at.
+    assert _served_requests(release) - before >= level["requests"]
