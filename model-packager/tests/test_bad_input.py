@@ -382,3 +382,47 @@ def test_run_honours_its_retry_budget_against_a_server_that_never_answers(
     ), result.error
     assert elapsed < budget + MIN_REQUEST_WAIT + SLACK
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("secret", "error"),
+    [
+        ("minio-root", "--secret 'minio-root': expected NAME=KEY:LENGTH[,KEY:LENGTH...]"),
+        ("Minio=rootUser:16", "--secret 'Minio=rootUser:16': 'Minio' is not a Secret name (a DNS subdomain)"),
+        (
+            "root=rootUser:4",
+            "--secret 'root=rootUser:4': 'rootUser:4' is not KEY:LENGTH with a length of 8 to 256",
+        ),
+        ("root=rootUser", "--secret 'root=rootUser': 'rootUser' is not KEY:LENGTH with a length of 8 to 256"),
+        ("root=a b:16", "--secret 'root=a b:16': 'a b:16' is not KEY:LENGTH with a length of 8 to 256"),
+    ],
+)
+def test_credentials_refuses_a_malformed_secret_before_the_api_server(
+    packager, secret: str, error: str
+) -> None:
+    result = packager(
+        "credentials", "--secret", secret, env={"KUBERNETES_SERVICE_HOST": "", "KUBERNETES_SERVICE_PORT": ""}
+    )
+    assert (result.code, result.error) == (ExitCode.BAD_INPUT, f"model-packager: {error}")
+
+
+def test_credentials_outside_a_pod_says_so(packager, tmp_path: Path) -> None:
+    result = packager(
+        "credentials",
+        "--secret",
+        "root=rootUser:16",
+        env={"KUBERNETES_SERVICE_HOST": "", "KUBERNETES_SERVICE_PORT": ""},
+    )
+    assert result.code == ExitCode.BAD_INPUT
+    assert (
+        result.error
+        == "model-packager: not in a pod: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set"
+    )
+    missing = packager(
+        "credentials", "--secret", "root=rootUser:16", "--service-account", str(tmp_path),
+        env={"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "6443"},
+    )  # fmt: skip
+    assert missing.code == ExitCode.BAD_INPUT
+    assert (
+        missing.error == f"model-packager: no service account token in {tmp_path}: No such file or directory"
+    )

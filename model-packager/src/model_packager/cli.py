@@ -18,6 +18,7 @@ from emotion_contract.cli import add_log_format, add_s3_options, boundary, exit_
 from emotion_contract.errors import BadInput, ExitCode
 from emotion_contract.logs import Reporter
 from model_packager import __version__
+from model_packager.credentials import SERVICE_ACCOUNT
 from model_packager.sentences import default_sample, read_sentences
 from model_packager.standin import DEFAULT_MARGIN
 
@@ -171,6 +172,21 @@ def _fetch(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     )
 
 
+def _credentials(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    from model_packager.credentials import Cluster, SecretSpec, ensure_secrets
+
+    specs = [SecretSpec.parse(text) for text in args.secret]
+    labels = dict(_pair(text, "--label") for text in args.label)
+    return ensure_secrets(Cluster.in_cluster(args.service_account), specs, labels=labels, reporter=reporter)
+
+
+def _pair(text: str, flag: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise BadInput(f"{flag} {text!r}: expected KEY=VALUE")
+    return key, value
+
+
 def _stand_in(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     from model_packager.standin import build_stand_in
 
@@ -317,6 +333,24 @@ def _wait_and_stand_in(commands: Any) -> None:
     fetch.add_argument("--timeout", type=float, default=1800.0, help="seconds before giving up (exit 7)")
     fetch.add_argument("--poll", type=float, default=5.0, help="seconds between looks")
     fetch.set_defaults(handler=_fetch)
+
+    credentials = commands.add_parser(
+        "credentials",
+        help="create the release's generated S3 Secrets once, through the API server (the chart's hook "
+        "Job with minio.auth.generatedBy=job); an existing Secret is left as it is",
+    )
+    credentials.add_argument(
+        "--secret", action="append", required=True, metavar="NAME=KEY:LENGTH[,KEY:LENGTH...]",
+        help="a Secret to have, with random alphanumeric values of these lengths (repeat per Secret)",
+    )  # fmt: skip
+    credentials.add_argument(
+        "--label", action="append", default=[], metavar="KEY=VALUE", help="a label of the Secrets it creates"
+    )
+    credentials.add_argument(
+        "--service-account", type=Path, default=SERVICE_ACCOUNT, metavar="DIR",
+        help=f"the pod's service account token, namespace and CA (default {SERVICE_ACCOUNT})",
+    )  # fmt: skip
+    credentials.set_defaults(handler=_credentials)
 
     stand_in = commands.add_parser(
         "stand-in",

@@ -10,6 +10,27 @@ Secret of the root credentials: minio.auth.existingSecret, or the generated one.
 {{- end }}
 
 {{/*
+The Secrets of generated credentials, as a YAML list of {name, keys: {KEY: LENGTH}, keep}: the root
+one unless auth.existingSecret is set, and the reader's and the writer's unless global.s3 names
+existing ones. One list for both ways of generating them (auth.generatedBy).
+*/}}
+{{- define "emotion-serving.minio.generatedSecrets" -}}
+{{- $s3 := .Values.global.s3 -}}
+{{- $secrets := list -}}
+{{- if not .Values.auth.existingSecret -}}
+{{- $secrets = append $secrets (dict "name" (include "emotion-serving.minio.rootSecretName" .) "keep" true
+  "keys" (dict .Values.auth.rootUserKey 16 .Values.auth.rootPasswordKey 40)) -}}
+{{- end -}}
+{{- range $access, $existing := dict "reader" $s3.existingSecret "writer" $s3.writerExistingSecret -}}
+{{- if not $existing -}}
+{{- $secrets = append $secrets (dict "name" (include "emotion-serving.s3.secretName" (dict "ctx" $ "access" $access)) "keep" false
+  "keys" (dict $s3.accessKeyIdKey 20 $s3.secretAccessKeyKey 40)) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $secrets -}}
+{{- end }}
+
+{{/*
 A Secret of random alphanumeric values, generated once: an existing Secret of the same name keeps
 its values (lookup), so upgrades change nothing. `helm template` has no cluster and generates anew.
 (dict "ctx" $ "name" NAME "keys" (dict KEY LENGTH ...) "keep" BOOL)
