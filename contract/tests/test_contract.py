@@ -120,6 +120,15 @@ def test_keys_are_whole_and_carry_their_version() -> None:
     assert ordered[-2:] == ["ovms/emotion-text/2/model.xml", "ovms/emotion/2/model.xml"]
 
 
+def test_a_kept_report_lives_outside_the_server_trees_under_a_plain_run_name() -> None:
+    layout = Layout("emotion")
+    assert layout.report_prefix("emotion-20261202-0400") == "reports/emotion/emotion-20261202-0400/"
+    assert version_of(layout.report_prefix("7") + "report.json") is None
+    assert Layout.valid_run("emotion-20261202-0400")
+    for bad in ("", "Run", "a/b", "-a", "a-", "x" * 64, "..", "a b"):
+        assert not Layout.valid_run(bad), bad
+
+
 def test_the_boundary_prints_one_line_and_returns_the_code(capsys) -> None:
     def fails() -> int:
         raise BadInput("the corpus is empty")

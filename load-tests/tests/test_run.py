@@ -569,6 +569,68 @@ def test_smoke_from_the_bucket(emotion_triton, tiny_package, loadtest, s3_server
     assert run.stdout.strip().splitlines()[-1].startswith("smoke: ok: 1 target(s) x tokens x 6 sentences")
 
 
+def test_an_in_cluster_run_keeps_its_report_in_the_bucket_once(
+    emotion_triton, tiny_package, loadtest, s3_server, bucket_name, tmp_path
+):
+    """`--keep-report RUN` (what the in-cluster Job runs): the report and its plots under
+    reports/<name>/RUN/, report.json last; the same RUN again is refused before any load (exit 8), and
+    the kept report reads back byte for byte."""
+    from loadtest.kept import fetch_report
+    from loadtest.package import open_store
+
+    client = s3_server.client()
+    client.make_bucket(bucket_name)
+    for path in sorted(p for p in tiny_package.rglob("*") if p.is_file()):
+        client.fput_object(bucket_name, path.relative_to(tiny_package).as_posix(), str(path))
+    env = {**os.environ, **s3_server.env()}
+    argv = [
+        "run", "--target", f"triton={emotion_triton.grpc_url}", "--package", f"s3://{bucket_name}",
+        "--endpoint", s3_server.endpoint, "--concurrency", "1", "--duration", "1s", "--warmup", "0s",
+        "--max-lag", "1s", "--workers", "1", "--path", "in-cluster", "--keep-report", "run-1",
+    ]  # fmt: skip
+    first = loadtest(*argv, "--output", tmp_path / "first", env=env)
+    assert first.code == 0, first.stderr
+    kept = sorted(o.object_name for o in client.list_objects(bucket_name, prefix="reports/", recursive=True))
+    assert "reports/emotion/run-1/report.json" in kept
+    assert "reports/emotion/run-1/report.md" in kept
+    assert any(k.startswith("reports/emotion/run-1/plots/") and k.endswith(".png") for k in kept)
+    assert not any("/inputs/" in k for k in kept)  # the prepared-inputs cache stays local
+    report_md = (tmp_path / "first" / "report.md").read_text()
+    assert "path: in the cluster: a Job next to the servers, through their Services" in report_md
+
+    for name, value in s3_server.env().items():
+        os.environ[name] = value
+    try:
+        store = open_store(f"s3://{bucket_name}", s3_endpoint=s3_server.endpoint)
+        fetched = fetch_report(store, name="emotion", run="run-1", folder=tmp_path / "fetched")
+    finally:
+        for name in s3_server.env():
+            os.environ.pop(name, None)
+    assert {p.relative_to(tmp_path / "fetched").as_posix() for p in fetched} == {
+        k.removeprefix("reports/emotion/run-1/") for k in kept
+    }
+    for path in fetched:
+        relative = path.relative_to(tmp_path / "fetched")
+        assert path.read_bytes() == (tmp_path / "first" / relative).read_bytes(), relative
+
+    again = loadtest(*argv, "--output", tmp_path / "again", env=env)
+    assert again.code == ExitCode.CONFLICT, again.stderr
+    assert again.stderr.strip().splitlines()[-1] == (
+        "loadtest: --keep-report run-1: the bucket holds a report under reports/emotion/run-1/; "
+        "name another run"
+    )
+    assert not (tmp_path / "again").exists()  # refused before the load: nothing written
+
+
+def test_keep_report_needs_a_bucket_and_a_plain_run_name(tiny_package, loadtest, tmp_path):
+    base = ["run", "--target", "a=127.0.0.1:9", "--concurrency", "1", "--output", tmp_path / "out"]
+    local = loadtest(*base, "--package", tiny_package, "--keep-report", "run-1")
+    assert local.code == ExitCode.BAD_INPUT
+    assert local.stderr.strip().splitlines()[-1] == (
+        f"loadtest: --keep-report run-1: the package must be in a bucket (s3://), not {tiny_package}"
+    )
+
+
 def test_smoke_fails_when_a_file_of_the_version_is_missing(emotion_triton, tiny_package, tmp_path, loadtest):
     """Every object the manifest lists for the version is looked at, OVMS's IR too, before a request."""
     package = Path(shutil.copytree(tiny_package, tmp_path / "package"))

@@ -15,6 +15,9 @@
     manifests/<name>/READY                             the newest complete version; written last
     manifests/<name>/requests/<R>.json                 the version a release's model request R was
                                                        published as (written once, after READY)
+    reports/<name>/<run>/report.json, report.md, plots/*.png
+                                                       a load test's report, kept by an in-cluster run
+                                                       (`loadtest run --keep-report RUN`); written once
 
 Callers get whole keys from Layout (never fragments to append to); file names live here only.
 The same N appears in both servers' trees. Version folders are written once and never overwritten.
@@ -38,6 +41,9 @@ from emotion_contract.servers import Server
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 MANIFESTS = "manifests"
+REPORTS = "reports"
+#: A load-test run's name in the bucket: what a Kubernetes object name allows, and nothing that nests.
+_RUN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
 ONNX_FILE = "model.onnx"
 IR_FILE = "model.xml"  # OpenVINO IR; its weights are IR_WEIGHTS beside it
 IR_WEIGHTS = "model.bin"
@@ -135,6 +141,16 @@ class Layout:
     @property
     def manifests_prefix(self) -> str:
         return f"{MANIFESTS}/{self.name}/"
+
+    # -- load-test reports ----------------------------------------------------------------------------
+
+    @staticmethod
+    def valid_run(run: str) -> bool:
+        return bool(_RUN.match(run))
+
+    def report_prefix(self, run: str) -> str:
+        """The folder of run `run`'s report: its files keep their paths inside the report folder."""
+        return f"{REPORTS}/{self.name}/{run}/"
 
 
 def version_of(key: str) -> int | None:

@@ -133,6 +133,15 @@ def _run_parser(commands: Any) -> argparse.ArgumentParser:
     _threshold_options(run)
     _cost_options(run)
     run.add_argument("--output", type=Path, required=True, help="folder for report.json, report.md, plots/")
+    run.add_argument(
+        "--path", choices=("direct", "in-cluster", "port-forward"), default="direct",
+        help="how the client reaches the servers, stated in the report (`release` sets it)",
+    )  # fmt: skip
+    run.add_argument(
+        "--keep-report", metavar="RUN",
+        help="also keep the report in the package's bucket under reports/<name>/RUN/ (an s3:// package; "
+        "written once: a RUN that has a report is refused before the load)",
+    )  # fmt: skip
     return run
 
 
@@ -334,7 +343,15 @@ def _run(args: argparse.Namespace) -> ExitCode:
         seed=args.seed,
         prices=_per_target(args.price, targets, flag="--price"),
         resources=_per_target(args.resources, targets, flag="--resources"),
+        path=args.path,
     )
+    kept = None
+    if args.keep_report is not None:
+        from loadtest.kept import check_new
+        from loadtest.package import open_store
+
+        kept = open_store(args.package, s3_endpoint=args.endpoint, ca_bundle=args.ca_bundle)
+        check_new(kept, name=args.name, run=args.keep_report)
     code, report = run_load(
         config=config,
         package=args.package,
@@ -347,6 +364,11 @@ def _run(args: argparse.Namespace) -> ExitCode:
     )
     for problem in report["problems"]:
         log(problem)
+    if kept is not None:
+        from loadtest.kept import keep_report
+
+        keys = keep_report(args.output, kept, name=args.name, run=args.keep_report)
+        log(f"report kept in the bucket: {len(keys)} files under {keys[-1].rsplit('/', 1)[0]}/")
     print(args.output)
     return code
 
@@ -389,7 +411,7 @@ def _compare(args: argparse.Namespace) -> ExitCode:
 
 
 #: `release` sets these itself from the Services it finds.
-_RELEASE_OWNS = ("--target", "--metrics", "--protocol", "--output")
+_RELEASE_OWNS = ("--target", "--metrics", "--protocol", "--output", "--path")
 
 
 def _release(args: argparse.Namespace) -> ExitCode:
@@ -421,7 +443,9 @@ def _release(args: argparse.Namespace) -> ExitCode:
         forwarded = run_arguments(
             local, protocol=args.protocol, bucket=args.bucket, with_package=with_package
         )
-        inner = build_parser().parse_args(["run", *forwarded, "--output", str(args.output), *run_args])
+        inner = build_parser().parse_args(
+            ["run", *forwarded, "--path", "port-forward", "--output", str(args.output), *run_args]
+        )
         _check(inner)
         return _run(inner)
 

@@ -81,6 +81,15 @@ class S3Store:
         found = self._call(lambda bucket: bucket.stat(self._full(key)))
         return None if found is None else (int(found["size"]), found["sha256"])
 
+    def create(self, key: str, data: bytes) -> bool:
+        """Write a new object; False when the key exists (nothing is ever overwritten)."""
+        return bool(self._call(lambda bucket: bucket.put(self._full(key), data, create_only=True)))
+
+    def keys(self, prefix: str) -> list[str]:
+        """The keys under `prefix`, relative to the store like every key it takes."""
+        found = self._call(lambda bucket: bucket.keys(self._full(prefix)))
+        return [k[len(self._full("")) :] for k in found]
+
     def _full(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 

@@ -15,6 +15,13 @@ from loadtest.columns import COLUMNS, NONE, level_name, ms
 from loadtest.cost import RESOURCE_KINDS, cost_summary
 
 REPORT_JSON = "report.json"
+#: The client's network path to the servers (`run --path`), as the report states it.
+PATHS = {
+    "direct": "direct (the targets as given)",
+    "in-cluster": "in the cluster: a Job next to the servers, through their Services",
+    "port-forward": "tunnelled: kubectl port-forward through the API server and the kubelet, which the "
+    "latencies include (for checking a release, not for absolute figures)",
+}
 REPORT_MD = "report.md"
 PLOTS = "plots"
 
@@ -86,7 +93,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{config['workers']} worker processes",
         f"- corpus: {corpus['source']}, {corpus['sentences']} sentences; "
         f"answers checked against the package's ONNX model (tolerance {config['tolerance']:g})",
-        f"- client: {report['client']['host']}, {report['client']['cpus']} CPUs",
+        f"- client: {report['client']['host']}, {report['client']['cpus']} CPUs; "
+        f"path: {PATHS[config.get('path', 'direct')]}",
         "",
     ]
     if report["problems"]:

@@ -66,6 +66,8 @@ class RunConfig:
     #: Per target: what serving it costs per hour (USD) and its CPUs and GPUs (loadtest.cost); no default.
     prices: dict[str, float] = field(default_factory=dict)
     resources: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: How the client reaches the servers (report.PATHS): what the latencies include besides the servers.
+    path: str = "direct"
 
     def describe(self) -> dict[str, Any]:
         described = asdict(self)
