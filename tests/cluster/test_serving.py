@@ -18,6 +18,7 @@ runtimes (devstack.runtimes).
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -78,6 +79,12 @@ def served(
             yield installed, release
 
 
+def _secret(helm: Helm, suffix: str) -> dict[str, str]:
+    """A Secret of the release as kubectl reads it (not through devstack.installed, which is tested)."""
+    obj = helm.cluster.get("secret", f"{helm.release}-emotion-serving-{suffix}", namespace=helm.namespace)
+    return {key: base64.b64decode(value).decode() for key, value in obj["data"].items()}
+
+
 def _served_requests(release: Release) -> float:
     """Successful inferences of model emotion, from the local Triton's own metrics port."""
     url = f"http://127.0.0.1:{release.triton_ports['metrics']}/metrics"
@@ -98,7 +105,7 @@ def test_make_loadtest_through_the_cluster(
     # render generates others), and the MinIO Service through a port-forward, not the gateway's port.
     pod = installed.pod("Job", "packager")
     job = container(pod, "packager")
-    writer = installed.secret(f"{helm.release}-emotion-serving-s3-writer")
+    writer = _secret(helm, "s3-writer")
     assert release.loop.env(pod, job)["AWS_ACCESS_KEY_ID"] == writer["AWS_ACCESS_KEY_ID"]
     (endpoint,) = [a for a in release.loop.argv(pod, job) if a.startswith("--endpoint=")]
     assert release.s3 is not None
@@ -106,7 +113,7 @@ def test_make_loadtest_through_the_cluster(
     assert endpoint != f"--endpoint={release.s3.endpoint}", endpoint
 
     # As a user runs it: the cluster's kubeconfig, the bucket's reader keys from the release's Secret.
-    keys = installed.secret(f"{helm.release}-emotion-serving-s3-reader")
+    keys = _secret(helm, "s3-reader")
     reader = {name: keys[name] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     before = _served_requests(release)
     output = tmp_path / "report"
