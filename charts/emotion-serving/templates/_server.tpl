@@ -100,7 +100,7 @@ spec:
 
 {{/*
 ServiceAccount, Service, HPA, PDB and NetworkPolicy of a server: every port open to anyone, or, when
-values.networkPolicy.ingressFrom is set, to those peers and the release's helm test pod, with the
+values.networkPolicy.ingressFrom is set, to those peers, the release's helm test pod and its load-test Job, with the
 metrics scrapers (global.networkPolicy.metricsFrom) on "metricsPort"; egress to the S3 endpoint.
 (dict "ctx" $ "component" NAME "values" .Values "metricsPort" NAME)
 */}}
@@ -108,8 +108,11 @@ metrics scrapers (global.networkPolicy.metricsFrom) on "metricsPort"; egress to 
 {{- $ports := keys (get (include "emotion-serving.ports" .ctx | fromYaml) .component) | sortAlpha -}}
 {{- $policy := dict "ingressPorts" $ports "egress" (include "emotion-serving.s3.egressRule" .ctx | fromYamlArray) -}}
 {{- with .values.networkPolicy.ingressFrom }}
-{{- $testPod := dict "podSelector" (dict "matchLabels" (include "emotion-serving.selectorLabels" (dict "ctx" $.ctx "component" "tests") | fromYaml)) }}
-{{- $_ := set $policy "ingressFrom" (prepend . $testPod) }}
+{{- $clients := list }}
+{{- range list "tests" "loadtest" }}
+{{- $clients = append $clients (dict "podSelector" (dict "matchLabels" (include "emotion-serving.selectorLabels" (dict "ctx" $.ctx "component" .) | fromYaml))) }}
+{{- end }}
+{{- $_ := set $policy "ingressFrom" (concat $clients .) }}
 {{- $_ = set $policy "extraIngress" (include "emotion-serving.metricsIngress" (dict "ctx" $.ctx "port" (required "emotion-serving.serverObjects: metricsPort is required" $.metricsPort)) | fromYamlArray) }}
 {{- end -}}
 {{- include "emotion-serving.documents" (list

@@ -14,6 +14,38 @@ The servers the test reaches: those enabled, as a list.
 {{- end }}
 {{- end }}
 
+{{/*
+The egress of a client of the servers (the helm test pod, the load-test Job): the S3 endpoint (the
+package) and each enabled server's port of the protocol, and with "metrics" its metrics port too.
+(dict "ctx" $ "protocol" "grpc"|"http" "metrics" BOOL)
+*/}}
+{{- define "emotion-serving.clientEgress" -}}
+{{- $ctx := .ctx -}}
+{{- $ports := include "emotion-serving.ports" $ctx | fromYaml -}}
+{{- $servers := include "emotion-serving.servers" $ctx | fromYaml -}}
+{{- $egress := include "emotion-serving.s3.egressRule" $ctx | fromYamlArray -}}
+{{- range $server := include "emotion-serving.tests.servers" $ctx | fromYamlArray -}}
+{{- $wanted := list (get (get $ports $server) $.protocol) -}}
+{{- if $.metrics }}{{ $wanted = append $wanted (get (get $ports $server) (get $servers $server).metricsPort) | uniq }}{{ end -}}
+{{- $to := list (dict "podSelector" (dict "matchLabels" (include "emotion-serving.selectorLabels" (dict "ctx" $ctx "component" $server) | fromYaml))) -}}
+{{- $list := list }}{{ range $wanted }}{{ $list = append $list (dict "port" . "protocol" "TCP") }}{{ end -}}
+{{- $egress = append $egress (dict "to" $to "ports" $list) -}}
+{{- end -}}
+{{- toYaml $egress -}}
+{{- end }}
+
+{{/*
+`--target=NAME=HOST:PORT` of each enabled server, through its Service, on the protocol's port.
+(dict "ctx" $ "protocol" "grpc"|"http")
+*/}}
+{{- define "emotion-serving.clientTargets" -}}
+{{- $ctx := .ctx -}}
+{{- $ports := include "emotion-serving.ports" $ctx | fromYaml -}}
+{{- range include "emotion-serving.tests.servers" $ctx | fromYamlArray }}
+- --target={{ . }}={{ include "emotion-serving.componentName" (dict "ctx" $ctx "component" .) }}.{{ $ctx.Release.Namespace }}.svc:{{ get (get $ports .) $.protocol }}
+{{- end }}
+{{- end }}
+
 {{- define "emotion-serving.tests.pod" -}}
 {{- $servers := include "emotion-serving.tests.servers" . | fromYamlArray }}
 {{- $t := .Values.tests }}
@@ -42,9 +74,7 @@ spec:
         {{- else }}
         # Labelled sentences to every enabled server; answers checked against the published package's reference.
         - smoke
-        {{- range $servers }}
-        - --target={{ . }}={{ include "emotion-serving.componentName" (dict "ctx" $ "component" .) }}.{{ $.Release.Namespace }}.svc:{{ get (get $ports .) $t.protocol }}
-        {{- end }}
+        {{- include "emotion-serving.clientTargets" (dict "ctx" . "protocol" $t.protocol) | trim | nindent 8 }}
         - --protocol={{ $t.protocol }}
         - --name={{ .Values.global.model.name }}
         - --package=s3://{{ .Values.global.s3.bucket }}
