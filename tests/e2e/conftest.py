@@ -15,6 +15,7 @@ from devstack.release import Release, checkpoint_values
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT.parent / "shared" / "data" / "ru-emotions" / "valid.csv"
 LOCAL_VALUES = ROOT / "examples" / "values" / "local.yaml"
+LOAD_TEST_RUN = "e2e-run"
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +34,15 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def render(tmp_path_factory: pytest.TempPathFactory, checkpoint: Path) -> Render:
     folder = tmp_path_factory.mktemp("values")
     return Render.template(
-        release="e2e", namespace="serving", values=[LOCAL_VALUES, checkpoint_values(folder, checkpoint)]
+        release="e2e",
+        namespace="serving",
+        values=[LOCAL_VALUES, checkpoint_values(folder, checkpoint)],
+        # The in-cluster load-test Job as `make loadtest` renders it, with short levels. This checks
+        # the wiring, not speed: on a busy 2-core machine the client's loop may lag.
+        set_values=(
+            f"loadtest.run={LOAD_TEST_RUN}",
+            "loadtest.args={--concurrency=2,--duration=4s,--warmup=1s,--workers=1,--max-lag=500ms}",
+        ),
     )
 
 

@@ -11,7 +11,6 @@ and the `helm test` pod's command. See devstack/src/devstack/release.py for what
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,9 @@ from tokenizers import Tokenizer
 from devstack.chart import ChartError, Render
 from devstack.process import http_status
 from devstack.release import Release, checkpoint_values, rule_files
+from loadtest.kept import fetch_report
+from loadtest.package import open_store
+from tests.e2e.conftest import LOAD_TEST_RUN
 
 LOCAL_VALUES = Path(__file__).resolve().parents[2] / "examples" / "values" / "local.yaml"
 SENTENCES = ["Ура, мы победили!", "Мне очень грустно сегодня.", "Как же это бесит!", "Обычный день."]
@@ -50,7 +52,9 @@ def _reference(release: Release) -> tuple[dict[str, np.ndarray], np.ndarray]:
     return batch, session.run(["probabilities"], batch)[0]
 
 
-def test_the_rendered_release_runs_end_to_end(published: Release, tmp_path: Path) -> None:
+def test_the_rendered_release_runs_end_to_end(
+    published: Release, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for component in ("ovms", "triton"):
         fetched = published.fetch(component)
         assert fetched.returncode == 0, fetched.stderr
@@ -73,19 +77,19 @@ def test_the_rendered_release_runs_end_to_end(published: Release, tmp_path: Path
         "e2e-emotion-serving-ovms:http/metrics (not running here)",
     ]
 
-    triton = published.loop.address("e2e-emotion-serving-triton", 8001)
-    metrics = "http://" + published.loop.address("e2e-emotion-serving-triton", 8002) + "/metrics"
-    load = published.run_argv(
-        [sys.executable, "-m", "loadtest", "run", f"--target=triton={triton}", f"--metrics=triton={metrics}",
-         "--protocol=grpc", f"--package=s3://{published.bucket}", f"--endpoint={published.s3.endpoint}",
-         "--concurrency=2", "--duration=4s", "--warmup=1s", "--workers=1", f"--output={tmp_path / 'report'}",
-         # This checks the wiring, not speed: on a busy 2-core machine the client's loop may lag.
-         "--max-lag=500ms"],
-        {**published.s3.env()},
-        timeout=300,
-    )  # fmt: skip
+    # The chart's load-test Job (make loadtest's in-cluster run): its report is kept in the bucket.
+    load, not_running = published.load_test()
     assert load.returncode == 0, load.stderr[-2000:]
+    assert not_running == [
+        "ovms=e2e-emotion-serving-ovms.serving.svc:9000",
+        "--metrics=ovms=http://e2e-emotion-serving-ovms.serving.svc:8000/metrics",
+    ]
+    for name, value in published.s3.env().items():
+        monkeypatch.setenv(name, value)
+    store = open_store(f"s3://{published.bucket}", s3_endpoint=published.s3.endpoint)
+    fetch_report(store, name="emotion", run=LOAD_TEST_RUN, folder=tmp_path / "report")
     report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["config"]["path"] == "in-cluster"
     (level,) = [r for r in report["results"] if r["target"] == "triton"]
     assert level["requests"] > 0
     assert level["errors"] == 0

@@ -144,11 +144,23 @@ class Release:
 
     def helm_test(self, *, timeout: float = 300) -> tuple[subprocess.CompletedProcess[str], list[str]]:
         """The `helm test` pod's command, without the targets that do not run here (OVMS)."""
-        pod = self.render.pod("Pod", "tests")
+        return self._client("Pod", "tests", timeout=timeout)
+
+    def load_test(self, *, timeout: float = 600) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+        """The in-cluster load-test Job's command (rendered with `loadtest.run`), without the targets
+        and metrics of servers that do not run here (OVMS)."""
+        return self._client("Job", "loadtest", timeout=timeout)
+
+    def _client(
+        self, kind: str, component: str, *, timeout: float
+    ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+        """A client of the servers (its container `loadtest`), run with its --target and --metrics of
+        a server that does not run here left out; those are returned, so the caller can name them."""
+        pod = self.render.pod(kind, component)
         item = container(pod, "loadtest")
         kept, skipped = [], []
         for arg in [*item.get("command", []), *item.get("args", [])]:
-            if arg.startswith("--target="):
+            if arg.startswith(("--target=", "--metrics=")):
                 try:
                     self.loop.localize(arg)
                 except ChartError:
