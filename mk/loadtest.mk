@@ -7,6 +7,9 @@ GHZ_VERSION ?= v0.121.0
 VEGETA_VERSION ?= v12.13.0
 # `make loadtest` settings: the run's options (see `loadtest run --help`); RELEASE and NAMESPACE are the Makefile's.
 LOADTEST_ARGS ?= --concurrency 1,4,16 --duration 30s --warmup 5s
+# in-cluster: the chart's load-test Job next to the servers, its report fetched from the bucket;
+# port-forward: the tester here, tunnelled through the API server (the report says so).
+LOADTEST_MODE ?= port-forward
 LOADTEST_OUTPUT ?= $(CACHE)/loadtest/$(RELEASE)-$(shell date +%Y%m%d-%H%M%S)
 # `make bench-loadtest` settings: load-tests/bench/bench.py's options (e.g. --rounds 2 --duration 10).
 BENCH_ARGS ?=
@@ -93,5 +96,8 @@ bench-loadtest: bench-tools loadtest-engine ## Benchmark: loadtest vs perf_analy
 		--ghz $(BIN)/ghz --vegeta $(BIN)/vegeta $(BENCH_ARGS)
 
 .PHONY: loadtest
-loadtest: ## Load-test a deployed release (RELEASE, NAMESPACE, LOADTEST_ARGS) through kubectl port-forward; prints the report folder
-	$(VENV)/bin/loadtest release --kubectl $(KUBECTL) --release $(RELEASE) --namespace $(NAMESPACE) --output $(LOADTEST_OUTPUT) -- $(LOADTEST_ARGS)
+loadtest: ## Load-test a deployed release (RELEASE, NAMESPACE, LOADTEST_ARGS, LOADTEST_MODE in-cluster or port-forward); prints the report folder
+	$(if $(filter-out in-cluster port-forward,$(LOADTEST_MODE)),$(error LOADTEST_MODE=$(LOADTEST_MODE): in-cluster or port-forward))
+	$(VENV)/bin/loadtest release --kubectl $(KUBECTL) --helm $(BIN)/helm --chart charts/emotion-serving \
+		$(if $(filter port-forward,$(LOADTEST_MODE)),--port-forward) \
+		--release $(RELEASE) --namespace $(NAMESPACE) --output $(LOADTEST_OUTPUT) -- $(LOADTEST_ARGS)

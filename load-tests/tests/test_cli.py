@@ -333,3 +333,19 @@ def test_release_without_servers_and_kubectl_lines() -> None:
     assert err.value.message == "release rel: no ovms or triton Service with the chart's labels"
     assert forwarded("Forwarding from 127.0.0.1:41235 -> 8001\n") == (8001, 41235)
     assert forwarded("Handling connection for 41235") is None
+
+
+def test_in_cluster_runs_are_named_by_release_and_time_and_leave_the_jobs_options_to_the_chart() -> None:
+    from emotion_contract.errors import BadInput
+    from loadtest.incluster import check_run_args, run_name
+
+    assert run_name("emotion", now=1796184000.0) == "emotion-20261202-040000"
+    assert run_name("Prod.Serving", now=1796184000.0) == "prod.serving-20261202-040000"
+    assert len(run_name("x" * 80, now=1796184000.0)) == 63
+    check_run_args(["--concurrency", "1,4", "--price", "triton=2.9"])
+    for owned in ("--target=a=b:1", "--output", "--keep-report=x", "--package", "--endpoint=http://x"):
+        with pytest.raises(BadInput) as err:
+            check_run_args(["--concurrency", "1", owned])
+        assert (
+            err.value.message == f"{owned.split('=')[0]}: the chart's load-test Job sets it from the release"
+        )

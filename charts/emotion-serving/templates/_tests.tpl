@@ -16,17 +16,17 @@ The servers the test reaches: those enabled, as a list.
 
 {{/*
 The egress of a client of the servers (the helm test pod, the load-test Job): the S3 endpoint (the
-package) and each enabled server's port of the protocol, and with "metrics" its metrics port too.
-(dict "ctx" $ "protocol" "grpc"|"http" "metrics" BOOL)
+package) and each enabled server's port of the protocol, or with "protocol" "any" every port of it
+(gRPC, HTTP and metrics: the load test's protocol is chosen per run). (dict "ctx" $ "protocol" "grpc"|"http"|"any")
 */}}
 {{- define "emotion-serving.clientEgress" -}}
 {{- $ctx := .ctx -}}
 {{- $ports := include "emotion-serving.ports" $ctx | fromYaml -}}
-{{- $servers := include "emotion-serving.servers" $ctx | fromYaml -}}
 {{- $egress := include "emotion-serving.s3.egressRule" $ctx | fromYamlArray -}}
 {{- range $server := include "emotion-serving.tests.servers" $ctx | fromYamlArray -}}
-{{- $wanted := list (get (get $ports $server) $.protocol) -}}
-{{- if $.metrics }}{{ $wanted = append $wanted (get (get $ports $server) (get $servers $server).metricsPort) | uniq }}{{ end -}}
+{{- $own := get $ports $server -}}
+{{- $names := ternary (keys $own | sortAlpha) (list $.protocol) (eq $.protocol "any") -}}
+{{- $wanted := list }}{{ range $names }}{{ $wanted = append $wanted (get $own .) }}{{ end -}}
 {{- $to := list (dict "podSelector" (dict "matchLabels" (include "emotion-serving.selectorLabels" (dict "ctx" $ctx "component" $server) | fromYaml))) -}}
 {{- $list := list }}{{ range $wanted }}{{ $list = append $list (dict "port" . "protocol" "TCP") }}{{ end -}}
 {{- $egress = append $egress (dict "to" $to "ports" $list) -}}

@@ -274,11 +274,15 @@ def _compare_parser(commands: Any) -> argparse.ArgumentParser:
 def _release_parser(commands: Any) -> argparse.ArgumentParser:
     release = commands.add_parser(
         "release",
-        help="`run` against a deployed release through kubectl port-forward (what `make loadtest` runs)",
-        description="Finds the release's ovms, triton and minio Services by the chart's labels, forwards "
-        "their ports and runs `loadtest run` with the options after `--` (levels, duration, thresholds...). "
-        "The cost section's --resources are one pod's CPU request and GPUs of each server's Deployment, "
-        "unless given after `--`.",
+        help="`run` against a deployed release: the chart's load-test Job next to the servers (what `make "
+        "loadtest` runs), or here through kubectl port-forward",
+        description="By default renders the chart's load-test Job with the release's values "
+        "(helm get values), "
+        "applies it, waits for it and downloads the report it kept in the bucket; its exit code is the "
+        "load test's. With --port-forward: finds the release's ovms, triton and minio Services by the "
+        "chart's labels, forwards their ports and runs `loadtest run` here. Either way with the options "
+        "after `--` (levels, duration, thresholds, prices...). Port-forward's --resources are one pod's CPU "
+        "request and GPUs of each server's Deployment, unless given after `--`.",
     )
     release.add_argument("--release", required=True, help="the Helm release name")
     release.add_argument("--namespace", default="default", help="its namespace (default: default)")
@@ -286,8 +290,23 @@ def _release_parser(commands: Any) -> argparse.ArgumentParser:
     release.add_argument(
         "--protocol", choices=("grpc", "http"), default="grpc", help="KServe v2 over gRPC or HTTP"
     )
-    release.add_argument("--bucket", default="models", help="the bucket behind the release's MinIO (models)")
+    release.add_argument(
+        "--bucket", default="models", help="port-forward: the bucket behind the release's MinIO (models)"
+    )
     release.add_argument("--output", type=Path, required=True, help="folder for the report")
+    release.add_argument(
+        "--port-forward", action="store_true",
+        help="run here, through kubectl port-forward (tunnelled: the latencies include the API server and "
+        "the kubelet), instead of the chart's load-test Job next to the servers",
+    )  # fmt: skip
+    release.add_argument("--helm", default="helm", help="in-cluster: the helm to use (default: helm on PATH)")
+    release.add_argument(
+        "--chart", type=Path, default=Path("charts/emotion-serving"),
+        help="in-cluster: the chart whose load-test Job runs (default: charts/emotion-serving)",
+    )  # fmt: skip
+    release.add_argument(
+        "--run", help="in-cluster: the run's name, its folder in the bucket (default: <release>-<UTC time>)"
+    )
     release.add_argument(
         "run_args", nargs=argparse.REMAINDER, metavar="-- RUN-OPTIONS", help="options for `run`"
     )
@@ -415,6 +434,21 @@ _RELEASE_OWNS = ("--target", "--metrics", "--protocol", "--output", "--path")
 
 
 def _release(args: argparse.Namespace) -> ExitCode:
+    if not args.port_forward:
+        from loadtest.incluster import Cluster, run_in_cluster, run_name
+
+        run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
+        cluster = Cluster(
+            kubectl=args.kubectl, helm=args.helm, namespace=args.namespace, release=args.release
+        )
+        return run_in_cluster(
+            cluster, chart=args.chart, run=args.run or run_name(args.release), protocol=args.protocol,
+            run_args=run_args, output=args.output,
+        )  # fmt: skip
+    return _release_port_forward(args)
+
+
+def _release_port_forward(args: argparse.Namespace) -> ExitCode:
     from loadtest.release import (
         SERVERS,
         discover,

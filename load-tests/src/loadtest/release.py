@@ -224,13 +224,19 @@ def list_objects(kind: str, *, kubectl: str, namespace: str, release: str, timeo
     """`kubectl get KIND -o json` of the release's objects of that kind (the chart's labels)."""
     selector = f"app.kubernetes.io/name={PART_OF},app.kubernetes.io/instance={release}"
     argv = [kubectl, "get", kind, "-n", namespace, "-l", selector, "-o", "json"]
+    return run_tool(argv, what=f"kubectl get {kind}", timeout=timeout)
+
+
+def run_tool(argv: list[str], *, what: str, timeout: float = 30.0, input: str | None = None) -> str:
+    """Run kubectl or helm; its stdout. Not runnable: exit 3; no answer in time or a failure: exit 6,
+    naming `what` and the tool's last line."""
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input, check=False)
     except OSError as err:
-        raise BadInput(f"cannot run {kubectl}: {err.strerror}") from None
+        raise BadInput(f"cannot run {argv[0]}: {err.strerror}") from None
     except subprocess.TimeoutExpired:
-        raise Unavailable(f"{' '.join(argv[:3])}: no answer within {timeout:.0f} s") from None
+        raise Unavailable(f"{what}: no answer within {timeout:.0f} s") from None
     if done.returncode != 0:
         message = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        raise Unavailable(f"kubectl get {kind}: {message}")
+        raise Unavailable(f"{what}: {message}")
     return done.stdout
