@@ -41,8 +41,12 @@ CHART = REPO_ROOT / "charts" / "emotion-serving"
 EXAMPLES = REPO_ROOT / "examples" / "values"
 #: Nodes KWOK manages carry this annotation (and only those: nothing else could run their pods).
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
-#: A pod with this annotation fails, each container exiting with its value (kube/stages.yaml).
+#: A pod with this annotation ends, each container exiting with its value: Succeeded for 0, else
+#: Failed (kube/stages.yaml).
 EXIT_CODE_ANNOTATION = "devstack.local/exit-code"
+#: A Job's pod with this annotation stays Running (KWOK's pod-complete leaves it alone) until it gets
+#: EXIT_CODE_ANNOTATION: its work runs on this machine meanwhile, and `finish_pod` reports the exit.
+HELD_ANNOTATION = "devstack.local/held"
 #: Nodes of a pool are labelled with the pool's name, so a test finds its own.
 POOL_LABEL = "devstack.local/pool"
 GROUP_LABEL = "devstack.local/node-group"
@@ -195,10 +199,11 @@ def _stages() -> list[dict[str, Any]]:
                 continue
             name = stage["metadata"]["name"]
             expressions = stage["spec"]["selector"]["matchExpressions"]
-            if name == "pod-complete":  # pods that are to fail are kube/stages.yaml's
-                expressions.append(
-                    {"key": f'.metadata.annotations["{EXIT_CODE_ANNOTATION}"]', "operator": "DoesNotExist"}
-                )
+            if name == "pod-complete":  # pods with a chosen exit code, or held, are kube/stages.yaml's
+                for annotation in (EXIT_CODE_ANNOTATION, HELD_ANNOTATION):
+                    expressions.append(
+                        {"key": f'.metadata.annotations["{annotation}"]', "operator": "DoesNotExist"}
+                    )
             if name == "pvc-provision":
                 # KWOK provisions for its own class name; here for every class whose provisioner is
                 # KWOK's, which the PV controller writes on the claim when it wants one provisioned.
@@ -621,6 +626,10 @@ class Cluster:
             proc.stop()
             raise
         return proc, local
+
+    def finish_pod(self, namespace: str, name: str, exit_code: int) -> None:
+        """End a held pod (HELD_ANNOTATION) with the exit code of the work that ran for it here."""
+        self.kubectl("annotate", "pod", name, "--namespace", namespace, f"{EXIT_CODE_ANNOTATION}={exit_code}")
 
 
 def _accepts(port: int) -> bool:
