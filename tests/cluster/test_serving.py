@@ -7,11 +7,16 @@ Secret and the accounts its MinIO setup container creates, the packager Job's co
 admitted pod (a real version published from a local checkpoint), Triton's `fetch-model`
 initContainer and then tritonserver from an admitted Triton pod. KWOK's PortForward objects send
 `kubectl port-forward` of the MinIO and Triton pods to those processes, and every Service address in
-a container's argv or env goes through such a port-forward. `make loadtest` then finds the Services
-by the chart's labels and forwards them itself, as on any cluster.
+a container's argv or env goes through such a port-forward.
+
+`make loadtest` runs both ways a user can. With LOADTEST_MODE=in-cluster it applies the chart's
+load-test Job and fetches the report the Job kept in the bucket: that Job's pod is held Running
+(devstack.cluster.HELD_ANNOTATION, set through loadtest.podAnnotations) while its container runs here
+from the admitted pod, and then ends with that container's exit code. By default (port-forward),
+`loadtest release` finds the Services by the chart's labels and forwards them to this machine itself.
 
 OVMS is not in this release (`ovms.enabled=false`): no OVMS binary exists here, and `loadtest
-release` load-tests every server Service it finds, so an OVMS Service with nothing behind it would
+release` load-tests every server the release has, so an OVMS Service with nothing behind it would
 fail the run. tests/e2e checks OVMS's rendered command line, config and models; the demo compares the
 runtimes (devstack.runtimes).
 """
@@ -23,14 +28,16 @@ import json
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from devstack.chart import container
-from devstack.cluster import Cluster
+from devstack.cluster import HELD_ANNOTATION, Cluster
 from devstack.installed import Installed
 from devstack.paths import REPO_ROOT, tool
 from devstack.release import Release, checkpoint_values
@@ -63,9 +70,9 @@ def served(
     """The release installed with the checkpoint, its Job's work done and Triton serving."""
     with kube_cluster.folder_claim(helm.namespace, "checkpoint", checkpoint) as claim:
         values = checkpoint_values(tmp_path, checkpoint, claim=claim)
-        helm.install(
-            "--values", example_values("kind-cpu"), "--values", str(values), "--set", "ovms.enabled=false"
-        )
+        held = f"loadtest.podAnnotations.{HELD_ANNOTATION.replace('.', chr(92) + '.')}=true"
+        helm.install("--values", example_values("kind-cpu"), "--values", str(values),
+                     "--set", "ovms.enabled=false", "--set-string", held)  # fmt: skip
         with (
             Installed(kube_cluster, helm.release, helm.namespace, tmp_path / "forwards") as installed,
             Release(render=installed, root=tmp_path / "release") as release,
@@ -94,6 +101,57 @@ def _served_requests(release: Release) -> float:
     return sum(float(v) for v in found)
 
 
+def _make_loadtest(
+    helm: Helm, installed: Installed, release: Release, output: Path, *args: str
+) -> subprocess.CompletedProcess[str] | None:
+    """`make loadtest` as a user runs it (the cluster's kubeconfig; the bucket's reader keys from the
+    release's Secret, for a package read from here), with devstack as the kubelet of the load-test
+    Job's pod if it makes one: that pod is held Running, its container runs here from the admitted
+    pod (Release.load_test) and the pod ends with its exit code. Returns that container's run."""
+    keys = _secret(helm, "s3-reader")
+    reader = {name: keys[name] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    argv = ["make", "--no-print-directory", "loadtest", f"RELEASE={helm.release}",
+            f"NAMESPACE={helm.namespace}", f"KUBECTL={tool('kubectl')}",
+            f"LOADTEST_OUTPUT={output}", f"LOADTEST_ARGS={LOADTEST_ARGS}", *args]  # fmt: skip
+    log = output.with_suffix(".log")
+    client = None
+    with log.open("w") as out:
+        make = subprocess.Popen(argv, cwd=REPO_ROOT, env={**helm.cluster.env(), **reader}, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 600
+            while make.poll() is None and time.monotonic() < deadline:
+                running = [p for p in installed.pods("loadtest") if p["status"].get("phase") == "Running"]
+                if running and client is None:
+                    (pod,) = running
+                    assert pod["metadata"]["annotations"].get(HELD_ANNOTATION) == "true"
+                    client, skipped = release.load_test(timeout=300)
+                    assert skipped == [], skipped
+                    helm.cluster.finish_pod(helm.namespace, pod["metadata"]["name"], client.returncode)
+                time.sleep(0.5)
+        finally:
+            make.kill()
+            make.wait()
+    assert make.returncode == 0, log.read_text()[-3000:]
+    return client
+
+
+def _assert_report(output: Path, release: Release, before: float, *, path: str) -> dict[str, Any]:
+    report = json.loads((output / "report.json").read_text())
+    assert report["config"].get("path") == path, report["config"]
+    assert {r["target"] for r in report["results"]} == {"triton"}, OVMS_LEFT_OUT
+    (level,) = report["results"]
+    print(f"{output.name} ({path}): triton {level['requests']} requests, {level['throughput_rps']}/s, "
+          f"latency ms {level['latency_ms']}")  # fmt: skip
+    assert level["requests"] > 0
+    assert level["errors"] == 0
+    assert level["mismatches"] == 0
+    assert (output / "report.md").is_file()
+    # Served by the local Triton, which nothing but the PortForward objects points the cluster at.
+    assert _served_requests(release) - before >= level["requests"]
+    return level
+
+
 @pytest.mark.parametrize("binary", ["helm"])
 @pytest.mark.parametrize("example", ["kind-cpu"])
 def test_make_loadtest_through_the_cluster(
@@ -112,27 +170,15 @@ def test_make_loadtest_through_the_cluster(
     assert endpoint.startswith("--endpoint=http://127.0.0.1:"), endpoint
     assert endpoint != f"--endpoint={release.s3.endpoint}", endpoint
 
-    # As a user runs it: the cluster's kubeconfig, the bucket's reader keys from the release's Secret.
-    keys = _secret(helm, "s3-reader")
-    reader = {name: keys[name] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    # In the cluster: the chart's load-test Job, its container run here from its admitted pod (held
+    # Running meanwhile), its report kept in the bucket and fetched from there by `make loadtest`.
     before = _served_requests(release)
-    output = tmp_path / "report"
-    result = subprocess.run(
-        ["make", "--no-print-directory", "loadtest", f"RELEASE={helm.release}", f"NAMESPACE={helm.namespace}",
-         f"KUBECTL={tool('kubectl')}", f"LOADTEST_OUTPUT={output}", f"LOADTEST_ARGS={LOADTEST_ARGS}"],
-        cwd=REPO_ROOT, env={**installed.cluster.env(), **reader}, capture_output=True, text=True,
-        timeout=600, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    client = _make_loadtest(helm, installed, release, tmp_path / "in-cluster", "LOADTEST_MODE=in-cluster")
+    assert client is not None, "make loadtest LOADTEST_MODE=in-cluster made no load-test pod"
+    assert client.returncode == 0, client.stderr[-3000:]
+    _assert_report(tmp_path / "in-cluster", release, before, path="in-cluster")
 
-    report = json.loads((output / "report.json").read_text())
-    assert {r["target"] for r in report["results"]} == {"triton"}, OVMS_LEFT_OUT
-    (level,) = report["results"]
-    print(f"triton through the cluster: {level['requests']} requests, {level['throughput_rps']}/s, "
-          f"latency ms {level['latency_ms']}")  # fmt: skip
-    assert level["requests"] > 0
-    assert level["errors"] == 0
-    assert level["mismatches"] == 0
-    assert (output / "report.md").is_file()
-    # Served by the local Triton, which nothing but the PortForward objects points the cluster at.
-    assert _served_requests(release) - before >= level["requests"]
+    # The default: through kubectl port-forward, from this machine.
+    before = _served_requests(release)
+    assert _make_loadtest(helm, installed, release, tmp_path / "port-forward") is None
+    _assert_report(tmp_path / "port-forward", release, before, path="port-forward")
