@@ -9,7 +9,7 @@ VEGETA_VERSION ?= v12.13.0
 LOADTEST_ARGS ?= --concurrency 1,4,16 --duration 30s --warmup 5s
 # in-cluster: the chart's load-test Job next to the servers, its report fetched from the bucket;
 # port-forward: the tester here, tunnelled through the API server (the report says so).
-LOADTEST_MODE ?= port-forward
+LOADTEST_MODE ?= in-cluster
 LOADTEST_OUTPUT ?= $(CACHE)/loadtest/$(RELEASE)-$(shell date +%Y%m%d-%H%M%S)
 # `make bench-loadtest` settings: load-tests/bench/bench.py's options (e.g. --rounds 2 --duration 10).
 BENCH_ARGS ?=

@@ -728,6 +728,7 @@ def test_make_loadtest_forwards_the_release_services_and_prints_the_report_folde
         f"KUBECTL={standin}",
         "RELEASE=rel",
         "NAMESPACE=ns",
+        "LOADTEST_MODE=port-forward",
         f"LOADTEST_OUTPUT={out}",
         f"LOADTEST_ARGS={run_options}",
     ]

@@ -9,11 +9,12 @@ initContainer and then tritonserver from an admitted Triton pod. KWOK's PortForw
 `kubectl port-forward` of the MinIO and Triton pods to those processes, and every Service address in
 a container's argv or env goes through such a port-forward.
 
-`make loadtest` runs both ways a user can. With LOADTEST_MODE=in-cluster it applies the chart's
-load-test Job and fetches the report the Job kept in the bucket: that Job's pod is held Running
-(devstack.cluster.HELD_ANNOTATION, set through loadtest.podAnnotations) while its container runs here
-from the admitted pod, and then ends with that container's exit code. By default (port-forward),
-`loadtest release` finds the Services by the chart's labels and forwards them to this machine itself.
+`make loadtest` runs both ways a user can. By default (LOADTEST_MODE=in-cluster) it applies the
+chart's load-test Job and fetches the report the Job kept in the bucket: that Job's pod is held
+Running (devstack.cluster.HELD_ANNOTATION, set through loadtest.podAnnotations) while its container
+runs here from the admitted pod, and then ends with that container's exit code. With
+LOADTEST_MODE=port-forward, `loadtest release` finds the Services by the chart's labels and forwards
+them to this machine itself.
 
 OVMS is not in this release (`ovms.enabled=false`): no OVMS binary exists here, and `loadtest
 release` load-tests every server the release has, so an OVMS Service with nothing behind it would
@@ -170,15 +171,18 @@ def test_make_loadtest_through_the_cluster(
     assert endpoint.startswith("--endpoint=http://127.0.0.1:"), endpoint
     assert endpoint != f"--endpoint={release.s3.endpoint}", endpoint
 
-    # In the cluster: the chart's load-test Job, its container run here from its admitted pod (held
-    # Running meanwhile), its report kept in the bucket and fetched from there by `make loadtest`.
+    # In the cluster (the default): the chart's load-test Job, its container run here from its admitted
+    # pod (held Running meanwhile), its report kept in the bucket and fetched from there by `make loadtest`.
     before = _served_requests(release)
-    client = _make_loadtest(helm, installed, release, tmp_path / "in-cluster", "LOADTEST_MODE=in-cluster")
-    assert client is not None, "make loadtest LOADTEST_MODE=in-cluster made no load-test pod"
+    client = _make_loadtest(helm, installed, release, tmp_path / "in-cluster")
+    assert client is not None, "make loadtest (in-cluster) made no load-test pod"
     assert client.returncode == 0, client.stderr[-3000:]
     _assert_report(tmp_path / "in-cluster", release, before, path="in-cluster")
 
-    # The default: through kubectl port-forward, from this machine.
+    # Through kubectl port-forward, from this machine.
     before = _served_requests(release)
-    assert _make_loadtest(helm, installed, release, tmp_path / "port-forward") is None
+    forwarded = _make_loadtest(
+        helm, installed, release, tmp_path / "port-forward", "LOADTEST_MODE=port-forward"
+    )
+    assert forwarded is None
     _assert_report(tmp_path / "port-forward", release, before, path="port-forward")

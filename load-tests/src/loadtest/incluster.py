@@ -9,7 +9,8 @@
    with the keys of the Secret the Job's own environment names.
 
 The exit code is the Job's: its container's (a breached threshold is 9, an invalid run 10, as
-`loadtest run`); a Job that ended without one (image not pulled, deadline) is exit 6 with the reason.
+`loadtest run`); a Job that ended without one (image not pulled, deadline), or completed without a
+kept report, is exit 6 with the reason.
 """
 
 from __future__ import annotations
@@ -209,7 +210,9 @@ def run_in_cluster(
         fetch(cluster, job, output=output)
     except BadInput as err:
         if outcome.succeeded:
-            raise
+            raise Unavailable(
+                f"the load-test Job {name} completed but kept no report: {err.message}"
+            ) from None
         log(f"the load-test Job {name} failed (exit {outcome.exit_code}) and kept no report: {err.message}")
     print(output)
     try:
