@@ -178,6 +178,9 @@ def test_make_loadtest_through_the_cluster(
     assert client is not None, "make loadtest (in-cluster) made no load-test pod"
     assert client.returncode == 0, client.stderr[-3000:]
     _assert_report(tmp_path / "in-cluster", release, before, path="in-cluster")
+    # The cost section's resources: one Triton pod's reservation, read from the Deployment (kind-cpu).
+    report = json.loads((tmp_path / "in-cluster" / "report.json").read_text())
+    assert report["config"]["resources"] == {"triton": {"cpu": 1.0}}, report["config"]["resources"]
 
     # Through kubectl port-forward, from this machine.
     before = _served_requests(release)

@@ -29,7 +29,14 @@ from urllib.parse import urlsplit
 from emotion_contract.errors import BadInput, ExitCode, Unavailable
 from emotion_contract.layout import Layout
 from emotion_contract.logs import log
-from loadtest.release import Service, port_forwards, run_tool
+from loadtest.release import (
+    Service,
+    list_objects,
+    pod_resources,
+    port_forwards,
+    resources_arguments,
+    run_tool,
+)
 
 #: `loadtest run` options the chart's Job sets itself.
 JOB_OWNS = (
@@ -199,6 +206,11 @@ def run_in_cluster(
     cluster: Cluster, *, chart: Path, run: str, protocol: str, run_args: list[str], output: Path
 ) -> ExitCode:
     check_run_args(run_args)
+    if not any(a.split("=")[0] == "--resources" for a in run_args):  # the cost section's, as port-forward's
+        deployments = list_objects(
+            "deployments", kubectl=cluster.kubectl, namespace=cluster.namespace, release=cluster.release
+        )
+        run_args = [*resources_arguments(pod_resources(deployments, release=cluster.release)), *run_args]
     job = render_job(cluster, chart=chart, run=run, protocol=protocol, run_args=run_args)
     name = job["metadata"]["name"]
     cluster.kubectl_run("apply", "-f", "-", what="kubectl apply (the load-test Job)", input=json.dumps(job))
