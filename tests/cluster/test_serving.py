@@ -28,7 +28,6 @@ import base64
 import json
 import re
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -44,24 +43,11 @@ from devstack.paths import REPO_ROOT, tool
 from devstack.release import Release, checkpoint_values
 from tests.cluster.conftest import Helm, example_values
 
-CORPUS = REPO_ROOT.parent / "shared" / "data" / "ru-emotions" / "valid.csv"
 OVMS_LEFT_OUT = (
     "OVMS is not installed: no OVMS binary here, and `loadtest release` drives every server it finds"
 )
 #: Short levels: this checks the path through the cluster, not speed (the 2-core machine is busy).
 LOADTEST_ARGS = "--concurrency 2 --duration 4s --warmup 1s --workers 1 --max-lag 500ms"
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The stand-in checkpoint (the default model's shape), made by the packager's own command."""
-    out = tmp_path_factory.mktemp("checkpoint") / "stand-in"
-    subprocess.run(
-        [sys.executable, "-m", "model_packager", "stand-in", "--output", str(out), "--corpus", str(CORPUS)],
-        check=True,
-        capture_output=True,
-    )
-    return out
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,21 +11,8 @@ from devstack.chart import Render
 from devstack.release import Release, checkpoint_values
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS = ROOT.parent / "shared" / "data" / "ru-emotions" / "valid.csv"
 LOCAL_VALUES = ROOT / "examples" / "values" / "local.yaml"
 LOAD_TEST_RUN = "e2e-run"
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The stand-in checkpoint (the default model's shape), made by the packager's own command."""
-    out = tmp_path_factory.mktemp("checkpoint") / "stand-in"
-    subprocess.run(
-        [sys.executable, "-m", "model_packager", "stand-in", "--output", str(out), "--corpus", str(CORPUS)],
-        check=True,
-        capture_output=True,
-    )
-    return out
 
 
 @pytest.fixture(scope="module")
