@@ -61,7 +61,8 @@ def test_the_fetch_stage_installs_the_contract_with_its_dependencies_and_the_pac
     stage = dockerfile.split("AS fetch-build", 1)[1].split("\nFROM ", 1)[0]
     assert "-c requirements/constraints.txt ./contract" in stage
     assert "--no-deps ./model-packager" in stage
-    assert "torch" not in stage and "runtime.in" not in stage
+    assert "torch" not in stage
+    assert "runtime.in" not in stage
 
 
 def test_fetch_runs_with_only_what_the_fetch_image_installs(
@@ -69,13 +70,13 @@ def test_fetch_runs_with_only_what_the_fetch_image_installs(
 ) -> None:
     assert packager("publish", str(tree.root), *bucket_args, env=s3_env).code == 0
     allowed = sorted(_fetch_image_modules())
-    assert "torch" not in allowed and "openvino" not in allowed and "numpy" not in allowed
+    assert not {"torch", "openvino", "numpy"} & set(allowed)
     for server in ("triton", "ovms"):
         out = tmp_path / server
         result = subprocess.run(
             [sys.executable, "-c", GUARD, json.dumps(allowed), "--log-format", "json", "fetch",
              "--server", server, "--output", str(out), "--timeout", "5", *bucket_args],
-            env={**os.environ, **s3_env}, capture_output=True, text=True, timeout=120,
+            env={**os.environ, **s3_env}, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-2000:]
         assert json.loads(result.stdout)["version"] == 1
@@ -87,7 +88,7 @@ def test_the_guard_refuses_what_the_fetch_image_lacks() -> None:
     result = subprocess.run(
         [sys.executable, "-c", GUARD.replace('runpy.run_module("model_packager", run_name="__main__")',
                                              "import numpy"), json.dumps(sorted(_fetch_image_modules()))],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 1
     assert "ImportError: numpy is not in the fetch image (Dockerfile.packager, target fetch)" in result.stderr
