@@ -631,6 +631,41 @@ def test_keep_report_needs_a_bucket_and_a_plain_run_name(tiny_package, loadtest,
     )
 
 
+def test_smoke_checks_the_version_a_model_request_was_published_as(
+    emotion_triton, tiny_package, tmp_path, loadtest
+):
+    """`--request R` (what the chart's clients pass when the servers are unpinned) reads the version
+    from manifests/<name>/requests/R.json, not READY's; a request never recorded is named."""
+    package = Path(shutil.copytree(tiny_package, tmp_path / "package"))
+    record = {"request": "0123456789abcdef", "version": 1, "fingerprint": "sha256:x", "recorded": "now"}
+    requests = package / "manifests/emotion/requests"
+    requests.mkdir(parents=True)
+    (requests / "0123456789abcdef.json").write_text(json.dumps(record))
+    base = [
+        "smoke",
+        "--target",
+        f"triton={emotion_triton.grpc_url}",
+        "--package",
+        package,
+        "--sentences",
+        "3",
+    ]
+    run = loadtest(*base, "--input", "tokens", "--request", "0123456789abcdef")
+    assert run.code == 0, run.stderr
+    # A request recorded as a version READY does not name is followed to that version's manifest.
+    (requests / "00000000000000aa.json").write_text(json.dumps({**record, "version": 2}))
+    other = loadtest(*base, "--request", "00000000000000aa")
+    assert other.code == ExitCode.BAD_INPUT
+    assert other.stderr.strip() == f"loadtest: package {package}: manifests/emotion/2.json is missing"
+    missing = loadtest(*base, "--request", "fedcba9876543210")
+    assert missing.code == ExitCode.BAD_INPUT
+    assert missing.stderr.strip() == (
+        f"loadtest: package {package}: manifests/emotion/requests/fedcba9876543210.json is missing"
+    )
+    both = loadtest(*base, "--request", "0123456789abcdef", "--version", "1")
+    assert both.code == ExitCode.USAGE
+
+
 def test_smoke_fails_when_a_file_of_the_version_is_missing(emotion_triton, tiny_package, tmp_path, loadtest):
     """Every object the manifest lists for the version is looked at, OVMS's IR too, before a request."""
     package = Path(shutil.copytree(tiny_package, tmp_path / "package"))

@@ -51,8 +51,8 @@ spec:
             - --name={{ .Values.global.model.name }}
             - --package=s3://{{ .Values.global.s3.bucket }}
             - --endpoint={{ include "emotion-serving.s3.endpoint" . }}
-            {{- with .Values.global.model.version }}
-            - --version={{ . }}
+            {{- with include "emotion-serving.model.servedArg" . }}
+            - {{ . }}
             {{- end }}
             {{- if .Values.global.s3.ca.configMap }}
             - --ca-bundle=/etc/emotion-serving/s3-ca/ca.crt

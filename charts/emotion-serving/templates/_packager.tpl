@@ -67,6 +67,21 @@ published for it (manifests/<name>/requests/<R>.json); an unpinned server pod fe
 {{- end }}
 
 {{/*
+Which version a pod serves or checks, as the argument of `model-packager fetch`, `loadtest smoke`
+and `loadtest run`: `--version=N` when pinned (global.model.version), else `--request=R` when the
+release's own packager publishes, else nothing (READY's). The one rule for the servers, the helm test
+and the load test, so that the clients check what the servers serve. (any chart's context)
+*/}}
+{{- define "emotion-serving.model.servedArg" -}}
+{{- $g := .Values.global -}}
+{{- if $g.model.version -}}
+--version={{ $g.model.version }}
+{{- else if $g.packager.enabled -}}
+--request={{ include "emotion-serving.model.request" . }}
+{{- end -}}
+{{- end }}
+
+{{/*
 With the bundled MinIO, an initContainer waits until the writer's credentials list the bucket (MinIO's
 pod turns Ready once its setup container made both), so the packager does not spend its own retries
 on a MinIO that is still starting.

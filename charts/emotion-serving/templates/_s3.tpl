@@ -129,10 +129,8 @@ resources are global.wait's.
     - --endpoint={{ include "emotion-serving.s3.endpoint" .ctx }}
     - --bucket={{ $g.s3.bucket }}
     - --name={{ $g.model.name }}
-    {{- if $g.model.version }}
-    - --version={{ $g.model.version }}
-    {{- else if $g.packager.enabled }}
-    - --request={{ include "emotion-serving.model.request" .ctx }}
+    {{- with include "emotion-serving.model.servedArg" .ctx }}
+    - {{ . }}
     {{- end }}
     - --output={{ include "emotion-serving.modelRepository" . }}
     - --timeout={{ $g.wait.timeoutSeconds }}

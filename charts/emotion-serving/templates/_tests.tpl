@@ -79,8 +79,8 @@ spec:
         - --name={{ .Values.global.model.name }}
         - --package=s3://{{ .Values.global.s3.bucket }}
         - --endpoint={{ include "emotion-serving.s3.endpoint" . }}
-        {{- with .Values.global.model.version }}
-        - --version={{ . }}
+        {{- with include "emotion-serving.model.servedArg" . }}
+        - {{ . }}
         {{- end }}
         {{- if not .Values.global.model.text }}
         - --input=tokens

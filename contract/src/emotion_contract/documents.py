@@ -73,6 +73,29 @@ class Ready:
 
 
 @dataclass(frozen=True)
+class Record:
+    """What a model request (the chart's hash of the model values) was published as:
+    manifests/<name>/requests/<R>.json, written once by the packager Job."""
+
+    request: str
+    version: int
+    fingerprint: str
+
+    @classmethod
+    def parse(
+        cls, data: bytes | Mapping[str, Any], *, where: str, error: type[ToolError] = BadInput
+    ) -> Record:
+        document = _load(data, where, error)
+        try:
+            version = document["version"]
+            if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+                raise ValueError(f"version {version!r} is not a positive whole number")
+            return cls(str(document["request"]), version, str(document["fingerprint"]))
+        except (KeyError, ValueError) as err:
+            raise error(f"{where} is malformed ({err})") from None
+
+
+@dataclass(frozen=True)
 class Entry:
     sha256: str
     size: int

@@ -60,9 +60,15 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ca-bundle", type=Path, metavar="FILE", help="CA certificates for an https endpoint"
     )
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--version", type=positive_int, help="the package version to use (default: the one READY names)"
     )
+    which.add_argument(
+        "--request", metavar="R",
+        help="the version model request R was published as (manifests/<name>/requests/R.json: what the "
+        "chart's unpinned servers serve)",
+    )  # fmt: skip
     parser.add_argument(
         "--corpus",
         type=Path,
@@ -378,6 +384,7 @@ def _run(args: argparse.Namespace) -> ExitCode:
         s3_endpoint=args.endpoint,
         ca_bundle=args.ca_bundle,
         version=args.version,
+        request=args.request,
         corpus=args.corpus,
         output=args.output,
     )
@@ -404,6 +411,7 @@ def _smoke(args: argparse.Namespace) -> ExitCode:
         s3_endpoint=args.endpoint,
         ca_bundle=args.ca_bundle,
         version=args.version,
+        request=args.request,
         corpus=args.corpus,
         sentences=args.sentences,
         tolerance=args.tolerance,

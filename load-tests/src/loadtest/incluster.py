@@ -41,7 +41,7 @@ from loadtest.release import (
 #: `loadtest run` options the chart's Job sets itself.
 JOB_OWNS = (
     "--target", "--metrics", "--protocol", "--output", "--path", "--keep-report", "--package",
-    "--endpoint", "--name", "--version", "--ca-bundle",
+    "--endpoint", "--name", "--version", "--request", "--ca-bundle",
 )  # fmt: skip
 TEMPLATE = "templates/loadtest.yaml"
 #: How often the Job's status is read while it runs.

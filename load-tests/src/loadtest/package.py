@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from emotion_contract.documents import TOKEN_INPUTS, Manifest, Ready
+from emotion_contract.documents import TOKEN_INPUTS, Manifest, Ready, Record
 from emotion_contract.errors import BadInput, ToolError
 from emotion_contract.layout import Layout, version_of
 
@@ -214,13 +214,18 @@ def open_package(
     source: str,
     name: str,
     version: int | None = None,
+    request: str | None = None,
     s3_endpoint: str | None = None,
     ca_bundle: Path | None = None,
 ) -> Package:
-    """READY (or the manifest of `version`), checked: its sha256 and the fields the tester needs."""
+    """READY (or the manifest of `version`, or of the version model request `request` was published
+    as: what the chart's unpinned servers serve), checked: its sha256 and the fields the tester needs."""
     store = open_store(source, s3_endpoint=s3_endpoint, ca_bundle=ca_bundle)
     layout = Layout(name)
     where = f"package {store.location}:"
+    if request is not None:
+        key = layout.request(request)
+        version = Record.parse(store.read(key), where=f"{where} {key}").version
     ready = Ready.parse(store.read(layout.ready), where=f"{where} {layout.ready}")
     expected_sha: str | None = ready.sha256
     manifest_key = ready.manifest

@@ -413,6 +413,7 @@ def run_load(
     s3_endpoint: str | None,
     ca_bundle: Path | None = None,
     version: int | None,
+    request: str | None = None,
     corpus: Path | None,
     output: Path,
 ) -> tuple[ExitCode, dict[str, Any]]:
@@ -424,7 +425,12 @@ def run_load(
 
     sentences = load_corpus(corpus)
     opened = open_package(
-        source=package, name=name, version=version, s3_endpoint=s3_endpoint, ca_bundle=ca_bundle
+        source=package,
+        name=name,
+        version=version,
+        request=request,
+        s3_endpoint=s3_endpoint,
+        ca_bundle=ca_bundle,
     )
     if config.text and not opened.has_text_model:
         raise BadInput(

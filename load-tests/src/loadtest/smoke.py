@@ -34,6 +34,7 @@ def run_smoke(
     version: int | None,
     corpus: Path | None,
     sentences: int,
+    request: str | None = None,
     tolerance: float,
     timeout: float,
 ) -> list[str]:
@@ -41,7 +42,12 @@ def run_smoke(
     parsed = parse_targets(targets, [], protocol=protocol)
     sample = load_corpus(corpus).sample(sentences)
     opened = open_package(
-        source=package, name=name, version=version, s3_endpoint=s3_endpoint, ca_bundle=ca_bundle
+        source=package,
+        name=name,
+        version=version,
+        request=request,
+        s3_endpoint=s3_endpoint,
+        ca_bundle=ca_bundle,
     )
     if inputs is None:
         inputs = INPUT_KINDS if opened.has_text_model else ("tokens",)

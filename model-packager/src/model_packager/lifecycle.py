@@ -21,9 +21,8 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
 
-from emotion_contract.documents import dump
+from emotion_contract.documents import Record, dump
 from emotion_contract.errors import BadInput, Conflict
 from emotion_contract.layout import Layout, version_of
 from emotion_contract.logs import Reporter
@@ -41,29 +40,11 @@ def check_request(request: str) -> None:
         raise BadInput(f"model request {request!r} must be 4-63 lowercase letters, digits and dashes")
 
 
-@dataclass(frozen=True)
-class Record:
-    """What a model request was published as."""
-
-    request: str
-    version: int
-    fingerprint: str
-
-    @classmethod
-    def parse(cls, document: dict[str, Any], where: str) -> Record:
-        try:
-            version = document["version"]
-            if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-                raise ValueError(f"version {version!r} is not a positive whole number")
-            return cls(str(document["request"]), version, str(document["fingerprint"]))
-        except (KeyError, ValueError) as err:
-            raise Conflict(f"{where} is malformed ({err})") from None
-
-
 def read_record(bucket: Bucket, layout: Layout, request: str) -> Record | None:
     key = layout.request(request)
     document = bucket.read_json(key)
-    return None if document is None else Record.parse(document, f"{key} in bucket {bucket.name}")
+    where = f"{key} in bucket {bucket.name}"
+    return None if document is None else Record.parse(document, where=where, error=Conflict)
 
 
 def recorded(*, bucket: Bucket, layout: Layout, request: str, reporter: Reporter) -> Record | None:
@@ -157,7 +138,7 @@ def _records_by_version(bucket: Bucket, layout: Layout) -> dict[int, list[str]]:
     for key in bucket.keys(layout.requests_prefix):
         document = bucket.read_json(key)
         if document is not None:
-            found.setdefault(Record.parse(document, key).version, []).append(key)
+            found.setdefault(Record.parse(document, where=key, error=Conflict).version, []).append(key)
     return found
 
 
