@@ -7,7 +7,9 @@ of anything else on the fetch path fails this test, as it would fail every serve
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import io
 import json
 import os
 import re
@@ -65,22 +67,52 @@ def test_the_fetch_stage_installs_the_contract_with_its_dependencies_and_the_pac
     assert "runtime.in" not in stage
 
 
-def test_fetch_runs_with_only_what_the_fetch_image_installs(
-    packager, tree, bucket_args, s3_env, tmp_path
-) -> None:
-    assert packager("publish", str(tree.root), *bucket_args, env=s3_env).code == 0
+def _guarded_fetch(
+    server: str, out: Path, *args: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
     allowed = sorted(_fetch_image_modules())
     assert not {"torch", "openvino", "numpy"} & set(allowed)
+    return subprocess.run(
+        [sys.executable, "-c", GUARD, json.dumps(allowed), "--log-format", "json", "fetch",
+         "--server", server, "--output", str(out), "--timeout", "5", *args],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def _put_json(client, bucket: str, key: str, document: dict) -> bytes:
+    data = json.dumps(document).encode()
+    client.put_object(bucket, key, io.BytesIO(data), len(data))
+    return data
+
+
+def test_fetch_runs_with_only_what_the_fetch_image_installs(
+    packager, tree, bucket_args, s3_env, s3_server, bucket_name, tmp_path
+) -> None:
+    """READY's version; a model request's (what the chart passes by default); and a manifest older
+    than `served_files`, whose Triton files are rebuilt from its options."""
+    assert packager("publish", str(tree.root), *bucket_args, env=s3_env).code == 0
+    client = s3_server.client()
+    _put_json(client, bucket_name, "manifests/emotion/requests/00000000000000aa.json",
+              {"request": "00000000000000aa", "version": 1, "fingerprint": "sha256:x"})  # fmt: skip
     for server in ("triton", "ovms"):
-        out = tmp_path / server
-        result = subprocess.run(
-            [sys.executable, "-c", GUARD, json.dumps(allowed), "--log-format", "json", "fetch",
-             "--server", server, "--output", str(out), "--timeout", "5", *bucket_args],
-            env={**os.environ, **s3_env}, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr[-2000:]
-        assert json.loads(result.stdout)["version"] == 1
-        assert any(out.rglob("model.onnx" if server == "triton" else "model.xml")), server
+        for name, wanted in (("ready", []), ("request", ["--request", "00000000000000aa"])):
+            out = tmp_path / server / name
+            result = _guarded_fetch(server, out, *wanted, *bucket_args, env=s3_env)
+            assert result.returncode == 0, result.stderr[-2000:]
+            assert json.loads(result.stdout)["version"] == 1
+            assert any(out.rglob("model.onnx" if server == "triton" else "model.xml")), (server, name)
+
+    manifest = json.loads(client.get_object(bucket_name, "manifests/emotion/1.json").read())
+    served = manifest.pop("served_files")
+    raw = _put_json(client, bucket_name, "manifests/emotion/1.json", manifest)
+    ready = json.loads(client.get_object(bucket_name, "manifests/emotion/READY").read())
+    _put_json(
+        client, bucket_name, "manifests/emotion/READY", {**ready, "sha256": hashlib.sha256(raw).hexdigest()}
+    )
+    legacy = _guarded_fetch("triton", tmp_path / "legacy", *bucket_args, env=s3_env)
+    assert legacy.returncode == 0, legacy.stderr[-2000:]
+    for key, text in served.items():  # rebuilt byte for byte (the manifest's sha256 decides)
+        assert (tmp_path / "legacy" / key.removeprefix("triton/")).read_text() == text, key
 
 
 def test_the_guard_refuses_what_the_fetch_image_lacks() -> None:

@@ -125,7 +125,7 @@ def served_files(
     if server is Server.TRITON:
         embedded = manifest.get("served_files")
         if embedded is None:
-            from model_packager.build import pointer_files
+            from model_packager.options import pointer_files
 
             contents = pointer_files(manifest=manifest, version=version)
         else:
