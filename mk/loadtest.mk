@@ -5,8 +5,10 @@
 
 GHZ_VERSION ?= v0.121.0
 VEGETA_VERSION ?= v12.13.0
-# `make loadtest` settings: the run's options (see `loadtest run --help`); RELEASE and NAMESPACE are the Makefile's.
-LOADTEST_ARGS ?= --concurrency 1,4,16 --duration 30s --warmup 5s
+# `make loadtest` settings: the run's options (see `loadtest run --help`) replacing the release's for one run;
+# RELEASE and NAMESPACE are the Makefile's.
+# Empty: the release's loadtest.args (the chart's default levels, or the release's own).
+LOADTEST_ARGS ?=
 # in-cluster: the chart's load-test Job next to the servers, its report fetched from the bucket;
 # port-forward: the tester here, tunnelled through the API server (the report says so).
 LOADTEST_MODE ?= in-cluster

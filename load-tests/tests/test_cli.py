@@ -323,6 +323,12 @@ def test_release_pod_resources_are_one_pods_reservation_as_the_chart_renders_it(
         not in pod_resources(json.dumps({"items": cpu_only.objects("Deployment")}), release="rel")["triton"]
     )
     assert pod_resources(json.dumps({"items": rendered.objects("Deployment")}), release="other") == {}
+    # Inside the cluster the Service reaches every ready replica (the status: OVMS's HPA sets its count).
+    deployments = rendered.objects("Deployment")
+    for deployment, ready in zip(deployments, (3, 2), strict=True):
+        deployment["status"] = {"readyReplicas": ready}
+    whole = pod_resources(json.dumps({"items": deployments}), release="rel", replicas=True)
+    assert whole == {"ovms": {"cpu": 4.5}, "triton": {"cpu": 4.0, "gpu": 2.0}}
 
 
 def test_release_without_servers_and_kubectl_lines() -> None:

@@ -92,7 +92,9 @@ def test_the_credentials_job_creates_each_secret_once_with_create_rights_only(
                 "AWS_SECRET_ACCESS_KEY": 40,
             }
             assert all(v.isalnum() for v in created[name].values())
-        labels = kube_cluster.get("secret", names[1], namespace=namespace)["metadata"]["labels"]
+        metadata = kube_cluster.get("secret", names[1], namespace=namespace)["metadata"]
+        assert metadata["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false"
+        labels = metadata["labels"]
         assert labels[COMPONENT] == "minio"  # NOTES' cleanup command selects them
         assert labels["app.kubernetes.io/instance"] == "es"
 

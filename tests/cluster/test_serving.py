@@ -46,7 +46,8 @@ from tests.cluster.conftest import Helm, example_values
 OVMS_LEFT_OUT = (
     "OVMS is not installed: no OVMS binary here, and `loadtest release` drives every server it finds"
 )
-#: Short levels: this checks the path through the cluster, not speed (the 2-core machine is busy).
+#: Short levels, the release's loadtest.args: this checks the path through the cluster, not speed (the
+#: 2-core machine is busy).
 LOADTEST_ARGS = "--concurrency 2 --duration 4s --warmup 1s --workers 1 --max-lag 500ms"
 
 
@@ -58,8 +59,10 @@ def served(
     with kube_cluster.folder_claim(helm.namespace, "checkpoint", checkpoint) as claim:
         values = checkpoint_values(tmp_path, checkpoint, claim=claim)
         held = f"loadtest.podAnnotations.{HELD_ANNOTATION.replace('.', chr(92) + '.')}=true"
+        # The run options are the release's own (loadtest.args): `make loadtest` gives none.
         helm.install("--values", example_values("kind-cpu"), "--values", str(values),
-                     "--set", "ovms.enabled=false", "--set-string", held)  # fmt: skip
+                     "--set", "ovms.enabled=false", "--set-string", held,
+                     "--set-json", f"loadtest.args={json.dumps(LOADTEST_ARGS.split())}")  # fmt: skip
         with (
             Installed(kube_cluster, helm.release, helm.namespace, tmp_path / "forwards") as installed,
             Release(render=installed, root=tmp_path / "release") as release,
@@ -99,7 +102,7 @@ def _make_loadtest(
     reader = {name: keys[name] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     argv = ["make", "--no-print-directory", "loadtest", f"RELEASE={helm.release}",
             f"NAMESPACE={helm.namespace}", f"KUBECTL={tool('kubectl')}",
-            f"LOADTEST_OUTPUT={output}", f"LOADTEST_ARGS={LOADTEST_ARGS}", *args]  # fmt: skip
+            f"LOADTEST_OUTPUT={output}", *args]  # fmt: skip
     log = output.with_suffix(".log")
     client = None
     with log.open("w") as out:
@@ -126,6 +129,7 @@ def _make_loadtest(
 def _assert_report(output: Path, release: Release, before: float, *, path: str) -> dict[str, Any]:
     report = json.loads((output / "report.json").read_text())
     assert report["config"].get("path") == path, report["config"]
+    assert report["config"]["duration"] == 4.0, "not the release's loadtest.args"
     assert {r["target"] for r in report["results"]} == {"triton"}, OVMS_LEFT_OUT
     (level,) = report["results"]
     print(f"{output.name} ({path}): triton {level['requests']} requests, {level['throughput_rps']}/s, "

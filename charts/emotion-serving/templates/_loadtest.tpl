@@ -14,7 +14,8 @@ written to the bucket; the models are only read.
 apiVersion: batch/v1
 kind: Job
 metadata:
-  name: {{ printf "%s-%s" (include "emotion-serving.componentName" $loadtest) $l.run | trunc 63 | trimSuffix "-" }}
+  {{- /* The run's name is kept whole (the base is cut first): a Job per run, never two runs in one. */}}
+  name: {{ printf "%s-%s" (include "emotion-serving.componentName" $loadtest | trunc (int (max 1 (sub 62 (len $l.run)))) | trimSuffix "-") $l.run | trunc 63 }}
   labels:
     {{- include "emotion-serving.labels" $loadtest | nindent 4 }}
   annotations:
@@ -60,7 +61,7 @@ spec:
             - --path=in-cluster
             - --keep-report={{ $l.run }}
             - --output=/tmp/report
-            {{- with $l.args }}
+            {{- with concat $l.args $l.extraArgs }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
           env:

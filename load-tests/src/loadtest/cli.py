@@ -468,6 +468,13 @@ def _release_port_forward(args: argparse.Namespace) -> ExitCode:
     )
 
     run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
+    if not run_args:  # the release's own loadtest.args: one place for the default levels, the chart
+        from loadtest.incluster import Cluster, release_run_args
+
+        cluster = Cluster(
+            kubectl=args.kubectl, helm=args.helm, namespace=args.namespace, release=args.release
+        )
+        run_args = release_run_args(cluster)
     owned = [a for a in run_args if a.split("=")[0] in _RELEASE_OWNS]
     if owned:
         raise BadInput(

@@ -9,8 +9,9 @@
    with the keys of the Secret the Job's own environment names.
 
 The exit code is the Job's: its container's (a breached threshold is 9, an invalid run 10, as
-`loadtest run`); a Job that ended without one (image not pulled, deadline), or completed without a
-kept report, is exit 6 with the reason.
+`loadtest run`). A Job that ended without one (image not pulled), whose container ended with a code
+that is not the load tester's (137: killed, out of memory or at the deadline), or that completed
+without a kept report, is exit 6 with the reason. A run name that has a Job already is exit 8.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from emotion_contract.errors import BadInput, ExitCode, Unavailable
+from emotion_contract.errors import BadInput, Conflict, ExitCode, Unavailable
 from emotion_contract.layout import Layout
 from emotion_contract.logs import log
 from loadtest.release import (
@@ -78,15 +79,23 @@ def run_name(release: str, now: float | None = None) -> str:
 
 
 def check_run_args(run_args: list[str]) -> None:
+    """Refuse what the Job sets itself, and anything `loadtest run` would refuse, before a Job exists
+    (argparse's own message and exit 2, as `loadtest run` gives)."""
     owned = [a for a in run_args if a.split("=")[0] in JOB_OWNS]
     if owned:
         raise BadInput(f"{owned[0].split('=')[0]}: the chart's load-test Job sets it from the release")
+    if run_args:
+        from loadtest.cli import build_parser
+
+        placeholders = ["--target", "t=127.0.0.1:1", "--package", "s3://b", "--output", "/nonexistent"]
+        build_parser().parse_args(["run", *placeholders, *run_args])
 
 
 def render_job(
-    cluster: Cluster, *, chart: Path, run: str, protocol: str, run_args: list[str]
+    cluster: Cluster, *, chart: Path, run: str, protocol: str, run_args: list[str], derived: list[str]
 ) -> dict[str, Any]:
-    """The chart's load-test Job for this release and run."""
+    """The chart's load-test Job for this release and run: `run_args` replace the release's
+    loadtest.args when given; `derived` (what `release` reads from the cluster) go to extraArgs."""
     if not (chart / "Chart.yaml").is_file():
         raise BadInput(f"--chart {chart}: not a chart folder (the repository's charts/emotion-serving)")
     values = cluster_values(cluster)
@@ -100,6 +109,8 @@ def render_job(
         ]  # fmt: skip
         if run_args:
             argv += ["--set-json", f"loadtest.args={json.dumps(run_args)}"]
+        if derived:
+            argv += ["--set-json", f"loadtest.extraArgs={json.dumps(derived)}"]
         rendered = run_tool(argv, what="helm template (the load-test Job)")
     jobs = [d for d in _documents(rendered) if d.get("kind") == "Job"]
     if len(jobs) != 1:
@@ -107,11 +118,23 @@ def render_job(
     return jobs[0]
 
 
-def cluster_values(cluster: Cluster) -> dict[str, Any]:
+def release_run_args(cluster: Cluster) -> list[str]:
+    """The release's `loadtest.args` (its values with the chart's defaults): the run options when a
+    port-forward run is given none."""
+    values = cluster_values(cluster, every=True)
+    found = (values.get("loadtest") or {}).get("args")
+    if not found:
+        raise BadInput(f"release {cluster.release} has no loadtest.args: give the run options after --")
+    return [str(a) for a in found]
+
+
+def cluster_values(cluster: Cluster, *, every: bool = False) -> dict[str, Any]:
+    """The release's values as given (`helm get values`), or with `every` also its chart's defaults."""
     text = run_tool(
-        [cluster.helm, "get", "values", cluster.release, "-n", cluster.namespace, "-o", "json"],
+        [cluster.helm, "get", "values", cluster.release, "-n", cluster.namespace, "-o", "json",
+         *(["--all"] if every else [])],
         what=f"helm get values {cluster.release}",
-    )
+    )  # fmt: skip
     try:
         values = json.loads(text)
     except json.JSONDecodeError:
@@ -184,7 +207,9 @@ def _argument(container: dict[str, Any], flag: str) -> str:
 
 
 def fetch(cluster: Cluster, job: dict[str, Any], *, output: Path) -> list[Path]:
-    """Download the report the Job kept, from the bucket it names."""
+    """Download the report the Job kept, from the bucket it names: an external endpoint directly
+    (with the CA bundle of the Job's `s3-ca` ConfigMap), a Service of the cluster through a
+    port-forward in that Service's namespace."""
     from loadtest.kept import fetch_report
     from loadtest.package import open_store
 
@@ -194,26 +219,64 @@ def fetch(cluster: Cluster, job: dict[str, Any], *, output: Path) -> list[Path]:
     os.environ.update(_secret_keys(cluster, container))
     url = urlsplit(endpoint)
     host = url.hostname or ""
-    if not host.endswith((".svc", ".svc.cluster.local")):  # an external S3 endpoint: reached directly
-        return fetch_report(open_store(package, s3_endpoint=endpoint), name=name, run=run, folder=output)
-    service = Service(host.split(".")[0], "minio", {"api": url.port or 80})
-    with port_forwards([service], kubectl=cluster.kubectl, namespace=cluster.namespace) as local:
-        forwarded = f"http://127.0.0.1:{local['minio']['api']}"
-        return fetch_report(open_store(package, s3_endpoint=forwarded), name=name, run=run, folder=output)
+    with tempfile.TemporaryDirectory() as scratch:
+        ca = _ca_bundle(cluster, job, Path(scratch))
+        if not host.endswith((".svc", ".svc.cluster.local")):  # an external S3 endpoint: reached directly
+            store = open_store(package, s3_endpoint=endpoint, ca_bundle=ca)
+            return fetch_report(store, name=name, run=run, folder=output)
+        if url.scheme == "https":
+            raise Unavailable(
+                f"the report is kept in the bucket under {Layout(name).report_prefix(run)}, but {endpoint} "
+                "is an HTTPS Service whose certificate a port-forward from here cannot verify: read it with "
+                "an S3 client that reaches the endpoint"
+            )
+        labels = host.split(".")
+        namespace = labels[1] if len(labels) > 2 else cluster.namespace
+        service = Service(labels[0], "minio", {"api": url.port or 80})
+        with port_forwards([service], kubectl=cluster.kubectl, namespace=namespace) as local:
+            store = open_store(package, s3_endpoint=f"http://127.0.0.1:{local['minio']['api']}")
+            return fetch_report(store, name=name, run=run, folder=output)
+
+
+def _ca_bundle(cluster: Cluster, job: dict[str, Any], folder: Path) -> Path | None:
+    """The CA bundle the Job's pod mounts (volume s3-ca, from a ConfigMap), as a file in `folder`."""
+    for volume in job["spec"]["template"]["spec"].get("volumes", []):
+        source = volume.get("configMap")
+        if volume.get("name") == "s3-ca" and source:
+            found = json.loads(
+                cluster.kubectl_run(
+                    "get", "configmap", source["name"], "-o", "json", what="kubectl get configmap"
+                )
+            )
+            key = source.get("items", [{}])[0].get("key", "ca.crt")
+            path = folder / "ca.crt"
+            path.write_text(found.get("data", {})[key])
+            return path
+    return None
 
 
 def run_in_cluster(
     cluster: Cluster, *, chart: Path, run: str, protocol: str, run_args: list[str], output: Path
 ) -> ExitCode:
+    if not Layout.valid_run(run):
+        raise BadInput(f"--run {run!r}: a run name is 1-63 lower-case letters, digits, dots and dashes")
     check_run_args(run_args)
-    if not any(a.split("=")[0] == "--resources" for a in run_args):  # the cost section's, as port-forward's
+    derived: list[str] = []
+    if not any(a.split("=")[0] == "--resources" for a in run_args):  # the cost section's
         deployments = list_objects(
             "deployments", kubectl=cluster.kubectl, namespace=cluster.namespace, release=cluster.release
         )
-        run_args = [*resources_arguments(pod_resources(deployments, release=cluster.release)), *run_args]
-    job = render_job(cluster, chart=chart, run=run, protocol=protocol, run_args=run_args)
+        # Through the Service the Job reaches every ready replica: the whole Deployment serves it.
+        derived = resources_arguments(pod_resources(deployments, release=cluster.release, replicas=True))
+    job = render_job(cluster, chart=chart, run=run, protocol=protocol, run_args=run_args, derived=derived)
     name = job["metadata"]["name"]
-    cluster.kubectl_run("apply", "-f", "-", what="kubectl apply (the load-test Job)", input=json.dumps(job))
+    # create, not apply: a Job of the same name is another run's, never this one's to reuse.
+    created = run_tool(
+        [cluster.kubectl, "create", "-f", "-", "-n", cluster.namespace],
+        what="kubectl create (the load-test Job)", input=json.dumps(job), timeout=60, conflict=True,
+    )  # fmt: skip
+    if created is None:
+        raise Conflict(f"a load-test Job {name} exists already (run {run}); name another run with --run")
     log(f"load-test Job {name} started: kubectl -n {cluster.namespace} logs -f job/{name}")
     outcome = wait(cluster, name, timeout=float(job["spec"]["activeDeadlineSeconds"]) + GRACE_S)
     if outcome.exit_code is None:
@@ -229,5 +292,7 @@ def run_in_cluster(
     print(output)
     try:
         return ExitCode(outcome.exit_code)
-    except ValueError:
-        return ExitCode.BUG
+    except ValueError:  # not the load tester's own (137: killed, out of memory or at the deadline)
+        raise Unavailable(
+            f"the load-test Job {name}'s container ended with exit {outcome.exit_code}: {outcome.reason}"
+        ) from None

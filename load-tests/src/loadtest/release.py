@@ -74,11 +74,15 @@ def _cores(quantity: str) -> float:
         raise BadInput(f"CPU quantity {text!r} is not cores or millicores") from None
 
 
-def pod_resources(deployments_json: str, *, release: str) -> dict[str, dict[str, float]]:
-    """What one pod of each server reserves, from `kubectl get deployments -o json`: the server
-    container's CPU request (what the scheduler sets aside; its limit when no request) and its GPUs
-    (extended resources, given as limits), as `loadtest run --resources` takes them. One pod, because a
-    port-forward to a Service reaches one of its pods."""
+def pod_resources(
+    deployments_json: str, *, release: str, replicas: bool = False
+) -> dict[str, dict[str, float]]:
+    """What each server reserves, from `kubectl get deployments -o json`: the server container's CPU
+    request (what the scheduler sets aside; its limit when no request) and its GPUs (extended
+    resources, given as limits), as `loadtest run --resources` takes them. One pod's (a port-forward
+    to a Service reaches one of its pods), or with `replicas` times the ready replicas (the
+    Deployment's status; its spec's count when none is ready yet): what a client inside the
+    cluster reaches through the Service."""
     try:
         items = json.loads(deployments_json)["items"]
     except (json.JSONDecodeError, KeyError, TypeError):
@@ -102,6 +106,10 @@ def pod_resources(deployments_json: str, *, release: str) -> dict[str, dict[str,
         gpus = sum(float(n) for name, n in limits.items() if _GPU_RESOURCE.match(name))
         if gpus:
             reserved["gpu"] = gpus
+        if reserved and replicas:
+            spec, status = item.get("spec", {}), item.get("status", {})
+            count = status.get("readyReplicas") or spec.get("replicas") or 1
+            reserved = {kind: amount * count for kind, amount in reserved.items()}
         if reserved:
             found[server] = reserved
     return found
@@ -227,9 +235,11 @@ def list_objects(kind: str, *, kubectl: str, namespace: str, release: str, timeo
     return run_tool(argv, what=f"kubectl get {kind}", timeout=timeout)
 
 
-def run_tool(argv: list[str], *, what: str, timeout: float = 30.0, input: str | None = None) -> str:
+def run_tool(
+    argv: list[str], *, what: str, timeout: float = 30.0, input: str | None = None, conflict: bool = False
+) -> str | None:
     """Run kubectl or helm; its stdout. Not runnable: exit 3; no answer in time or a failure: exit 6,
-    naming `what` and the tool's last line."""
+    naming `what` and the tool's last line. With `conflict`, None when the tool said AlreadyExists."""
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input, check=False)
     except OSError as err:
@@ -238,5 +248,7 @@ def run_tool(argv: list[str], *, what: str, timeout: float = 30.0, input: str | 
         raise Unavailable(f"{what}: no answer within {timeout:.0f} s") from None
     if done.returncode != 0:
         message = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        if conflict and "AlreadyExists" in done.stderr:
+            return None
         raise Unavailable(f"{what}: {message}")
     return done.stdout

@@ -33,6 +33,12 @@ _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")  # a DNS subdomain (
 _KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")  # what a Secret's data keys may be
 #: Annotation on the Secrets this command made (not helm's: `helm uninstall` leaves them).
 CREATED_BY = "emotion-serving/created-by"
+#: Argo CD tracks an application's objects by the `app.kubernetes.io/instance` label these Secrets
+#: carry (its default before 3.0): without these it would show them as extraneous and prune them.
+GITOPS_ANNOTATIONS = {
+    "argocd.argoproj.io/compare-options": "IgnoreExtraneous",
+    "argocd.argoproj.io/sync-options": "Prune=false",
+}
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,11 @@ def _secret_object(spec: SecretSpec, labels: dict[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": spec.name, "labels": labels, "annotations": {CREATED_BY: "credentials Job"}},
+        "metadata": {
+            "name": spec.name,
+            "labels": labels,
+            "annotations": {CREATED_BY: "credentials Job", **GITOPS_ANNOTATIONS},
+        },
         "type": "Opaque",
         "data": data,
     }

@@ -10,7 +10,7 @@ Secret of the root credentials: minio.auth.existingSecret, or the generated one.
 {{- end }}
 
 {{/*
-The Secrets of generated credentials, as a YAML list of {name, keys: {KEY: LENGTH}, keep}: the root
+The Secrets of generated credentials, as a YAML list of {name, keys: {KEY: LENGTH}}: the root
 one unless auth.existingSecret is set, and the reader's and the writer's unless global.s3 names
 existing ones. One list for both ways of generating them (auth.generatedBy).
 */}}
@@ -18,12 +18,12 @@ existing ones. One list for both ways of generating them (auth.generatedBy).
 {{- $s3 := .Values.global.s3 -}}
 {{- $secrets := list -}}
 {{- if not .Values.auth.existingSecret -}}
-{{- $secrets = append $secrets (dict "name" (include "emotion-serving.minio.rootSecretName" .) "keep" true
+{{- $secrets = append $secrets (dict "name" (include "emotion-serving.minio.rootSecretName" .)
   "keys" (dict .Values.auth.rootUserKey 16 .Values.auth.rootPasswordKey 40)) -}}
 {{- end -}}
 {{- range $access, $existing := dict "reader" $s3.existingSecret "writer" $s3.writerExistingSecret -}}
 {{- if not $existing -}}
-{{- $secrets = append $secrets (dict "name" (include "emotion-serving.s3.secretName" (dict "ctx" $ "access" $access)) "keep" false
+{{- $secrets = append $secrets (dict "name" (include "emotion-serving.s3.secretName" (dict "ctx" $ "access" $access))
   "keys" (dict $s3.accessKeyIdKey 20 $s3.secretAccessKeyKey 40)) -}}
 {{- end -}}
 {{- end -}}
@@ -33,7 +33,7 @@ existing ones. One list for both ways of generating them (auth.generatedBy).
 {{/*
 A Secret of random alphanumeric values, generated once: an existing Secret of the same name keeps
 its values (lookup), so upgrades change nothing. `helm template` has no cluster and generates anew.
-(dict "ctx" $ "name" NAME "keys" (dict KEY LENGTH ...) "keep" BOOL)
+(dict "ctx" $ "name" NAME "keys" (dict KEY LENGTH ...))
 */}}
 {{- define "emotion-serving.minio.generatedSecret" -}}
 {{- $existing := (lookup "v1" "Secret" .ctx.Release.Namespace .name).data | default dict -}}
@@ -45,10 +45,10 @@ metadata:
     {{- include "emotion-serving.labels" (dict "ctx" .ctx "component" "minio") | nindent 4 }}
   annotations:
     emotion-serving/generated: "true"
-    {{- if .keep }}
-    # MinIO's data on the volume stays bound to these credentials: keep them as long as the volume.
+    # MinIO's data on the volume and the users its setup made stay bound to these credentials: keep
+    # them as long as the volume. Kept, a switch to auth.generatedBy=job finds them in place (its
+    # hook keeps what exists) instead of helm deleting the keys every pod reads.
     helm.sh/resource-policy: keep
-    {{- end }}
 type: Opaque
 data:
   {{- range $key, $length := .keys }}
