@@ -93,9 +93,10 @@ def check_run_args(run_args: list[str]) -> None:
 
 def render_job(
     cluster: Cluster, *, chart: Path, run: str, protocol: str, run_args: list[str], derived: list[str]
-) -> dict[str, Any]:
-    """The chart's load-test Job for this release and run: `run_args` replace the release's
-    loadtest.args when given; `derived` (what `release` reads from the cluster) go to extraArgs."""
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The chart's load-test Job for this release and run, and the objects that go with it (its
+    NetworkPolicy): `run_args` replace the release's loadtest.args when given; `derived` (what
+    `release` reads from the cluster) go to extraArgs."""
     if not (chart / "Chart.yaml").is_file():
         raise BadInput(f"--chart {chart}: not a chart folder (the repository's charts/emotion-serving)")
     values = cluster_values(cluster)
@@ -112,10 +113,12 @@ def render_job(
         if derived:
             argv += ["--set-json", f"loadtest.extraArgs={json.dumps(derived)}"]
         rendered = run_tool(argv, what="helm template (the load-test Job)")
-    jobs = [d for d in _documents(rendered) if d.get("kind") == "Job"]
+    documents = _documents(rendered)
+    jobs = [d for d in documents if d.get("kind") == "Job"]
     if len(jobs) != 1:
         raise BadInput(f"helm template {TEMPLATE}: expected one Job, got {len(jobs)}")
-    return jobs[0]
+    # The release holds the ServiceAccount; the rest is the run's.
+    return jobs[0], [d for d in documents if d.get("kind") not in ("Job", "ServiceAccount")]
 
 
 def release_run_args(cluster: Cluster) -> list[str]:
@@ -268,15 +271,29 @@ def run_in_cluster(
         )
         # Through the Service the Job reaches every ready replica: the whole Deployment serves it.
         derived = resources_arguments(pod_resources(deployments, release=cluster.release, replicas=True))
-    job = render_job(cluster, chart=chart, run=run, protocol=protocol, run_args=run_args, derived=derived)
+    job, companions = render_job(
+        cluster, chart=chart, run=run, protocol=protocol, run_args=run_args, derived=derived
+    )
     name = job["metadata"]["name"]
     # create, not apply: a Job of the same name is another run's, never this one's to reuse.
     created = run_tool(
-        [cluster.kubectl, "create", "-f", "-", "-n", cluster.namespace],
+        [cluster.kubectl, "create", "-f", "-", "-n", cluster.namespace, "-o", "json"],
         what="kubectl create (the load-test Job)", input=json.dumps(job), timeout=60, conflict=True,
     )  # fmt: skip
     if created is None:
         raise Conflict(f"a load-test Job {name} exists already (run {run}); name another run with --run")
+    # The run's NetworkPolicy belongs to its Job: deleted with it (ttlSecondsAfterFinished).
+    owner = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "name": name,
+        "uid": json.loads(created)["metadata"]["uid"],
+    }
+    for document in companions:
+        document["metadata"]["ownerReferences"] = [owner]
+        cluster.kubectl_run(
+            "create", "-f", "-", what=f"kubectl create ({document['kind']})", input=json.dumps(document)
+        )
     log(f"load-test Job {name} started: kubectl -n {cluster.namespace} logs -f job/{name}")
     outcome = wait(cluster, name, timeout=float(job["spec"]["activeDeadlineSeconds"]) + GRACE_S)
     if outcome.exit_code is None:
