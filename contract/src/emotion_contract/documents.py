@@ -43,6 +43,14 @@ def _load(data: bytes | Mapping[str, Any], where: str, error: type[ToolError]) -
     return document
 
 
+def _version(document: Mapping[str, Any]) -> int:
+    """A document's `version`: a positive whole number (KeyError or ValueError otherwise)."""
+    version = document["version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"version {version!r} is not a positive whole number")
+    return version
+
+
 @dataclass(frozen=True)
 class Ready:
     """READY: the newest complete version, its manifest's key and that manifest's sha256."""
@@ -61,10 +69,7 @@ class Ready:
     ) -> Ready:
         document = _load(data, where, error)
         try:
-            version = document["version"]
-            if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-                raise ValueError(f"version {version!r} is not a positive whole number")
-            return cls(version, str(document["manifest"]), str(document.get("sha256", "")))
+            return cls(_version(document), str(document["manifest"]), str(document.get("sha256", "")))
         except (KeyError, ValueError) as err:
             raise error(f"{where} is malformed ({err})") from None
 
@@ -87,10 +92,7 @@ class Record:
     ) -> Record:
         document = _load(data, where, error)
         try:
-            version = document["version"]
-            if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-                raise ValueError(f"version {version!r} is not a positive whole number")
-            return cls(str(document["request"]), version, str(document["fingerprint"]))
+            return cls(str(document["request"]), _version(document), str(document["fingerprint"]))
         except (KeyError, ValueError) as err:
             raise error(f"{where} is malformed ({err})") from None
 

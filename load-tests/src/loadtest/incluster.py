@@ -188,15 +188,17 @@ def _exit_code(cluster: Cluster, job: str) -> int | None:
 def _secret_keys(cluster: Cluster, container: dict[str, Any]) -> dict[str, str]:
     """The AWS_* variables of the Job's container, read from the Secrets it names."""
     found: dict[str, str] = {}
+    secrets: dict[str, dict[str, str]] = {}  # one read per Secret, however many keys come from it
     for entry in container.get("env", []):
         ref = entry.get("valueFrom", {}).get("secretKeyRef")
         if entry["name"].startswith("AWS_") and ref:
-            secret = json.loads(
-                cluster.kubectl_run(
-                    "get", "secret", ref["name"], "-o", "json", what=f"kubectl get secret {ref['name']}"
-                )
-            )
-            found[entry["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
+            if ref["name"] not in secrets:
+                secrets[ref["name"]] = json.loads(
+                    cluster.kubectl_run(
+                        "get", "secret", ref["name"], "-o", "json", what=f"kubectl get secret {ref['name']}"
+                    )
+                )["data"]
+            found[entry["name"]] = base64.b64decode(secrets[ref["name"]][ref["key"]]).decode()
         elif entry["name"].startswith("AWS_") and "value" in entry:
             found[entry["name"]] = entry["value"]
     return found
