@@ -1,17 +1,13 @@
 package main
 
 import (
-	"context"
+	"encoding/binary"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/mem"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -19,88 +15,119 @@ import (
 // are read with a few lines of protobuf wire parsing (only the `probabilities` output is wanted).
 const (
 	grpcInfer  = "/inference.GRPCInferenceService/ModelInfer"
-	maxMessage = 64 << 20
 	outputName = "probabilities"
+	// redialAfter: after a failed connection attempt, calls fail at once for this long before the next attempt
+	// (a server that is down is not dialled once per request).
+	redialAfter = time.Second
 )
 
+// grpcSender makes unary ModelInfer calls on one HTTP/2 connection (h2conn), opening a new one when the
+// server ends it.
 type grpcSender struct {
-	url      string
-	conn     *grpc.ClientConn
-	payloads [][]byte
+	addr     string
+	messages [][]byte // each request as a gRPC message: flag, length, bytes
+	block    []byte
+	calls    sync.Pool
+
+	mu       sync.Mutex
+	conn     *h2conn
+	failedAt time.Time
+	failure  string
 }
 
-// rawCodec sends ready bytes and parses the answer straight into an outcome. Its name keeps the standard
-// content type, application/grpc+proto.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return mem.BufferSlice{mem.SliceBuffer(*(v.(*[]byte)))}, nil
-}
-
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	o := v.(*outcome)
-	if len(data) == 1 {
-		parseInferResponse(data[0].ReadOnlyData(), o)
-	} else {
-		parseInferResponse(data.Materialize(), o)
+func newGrpcSender(addr string, payloads [][]byte) *grpcSender {
+	g := &grpcSender{addr: addr, block: requestBlock(addr, grpcInfer)}
+	for _, p := range payloads {
+		m := make([]byte, 5, 5+len(p))
+		binary.BigEndian.PutUint32(m[1:], uint32(len(p)))
+		g.messages = append(g.messages, append(m, p...))
 	}
-	return nil
+	g.calls.New = func() any {
+		t := time.NewTimer(time.Hour)
+		t.Stop()
+		return &call{done: make(chan struct{}, 1), timer: t}
+	}
+	return g
 }
 
-func (rawCodec) Name() string { return "proto" }
-
-func newGrpcSender(url string, payloads [][]byte) *grpcSender {
-	return &grpcSender{url: url, payloads: payloads}
-}
-
+// open connects, trying again until the timeout while the server is not there yet.
 func (g *grpcSender) open(timeout float64) error {
-	conn, err := grpc.NewClient("passthrough:///"+g.url,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(dialRaw),
-		// Fixed large windows: no BDP estimation, whose pings would add writes to the answers.
-		grpc.WithInitialWindowSize(maxMessage), grpc.WithInitialConnWindowSize(maxMessage),
-		// No retries (nothing is retried, so no request is kept for a replay), no service config lookup.
-		grpc.WithDisableRetry(), grpc.WithDisableServiceConfig(), grpc.WithSharedWriteBuffer(true),
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{}),
-			grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)))
-	if err != nil {
-		return err
-	}
-	g.conn = conn
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(timeout*1e9))
-	defer cancel()
-	conn.Connect()
+	until := time.Now().Add(time.Duration(timeout * 1e9))
 	for {
-		state := conn.GetState()
-		if state == connectivity.Ready {
+		c, err := dialH2(g.addr, g.block, max(time.Until(until), time.Millisecond))
+		if err == nil {
+			g.conn = c
 			return nil
 		}
-		if !conn.WaitForStateChange(ctx, state) {
-			return fmt.Errorf("no gRPC connection to %s within %.0f s", g.url, timeout)
+		if time.Until(until) <= 0 {
+			return fmt.Errorf("no gRPC connection to %s within %.0f s: %s", g.addr, timeout, reason(err))
 		}
+		time.Sleep(min(100*time.Millisecond, time.Until(until)))
 	}
+}
+
+// current is the connection to start a call on: the open one, or a new one when the server ended it.
+func (g *grpcSender) current(deadline float64) (*h2conn, string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.conn != nil && g.conn.usable() {
+		return g.conn, ""
+	}
+	if time.Since(g.failedAt) < redialAfter {
+		return nil, g.failure
+	}
+	c, err := dialH2(g.addr, g.block, time.Duration(max(deadline-now(), 0)*1e9))
+	if err != nil {
+		g.failedAt, g.failure = time.Now(), fmt.Sprintf("cannot connect to %s: %s", g.addr, reason(err))
+		return nil, g.failure
+	}
+	g.conn = c
+	return c, ""
 }
 
 func (g *grpcSender) send(index int, deadline float64) outcome {
-	var o outcome
-	ctx, cancel := context.WithDeadline(context.Background(), wallDeadline(deadline))
-	err := g.conn.Invoke(ctx, grpcInfer, &g.payloads[index], &o)
-	cancel()
-	if err != nil {
-		s := status.Convert(err)
-		o = outcome{kind: grpcKind(s.Code()), detail: s.Message()}
-		if o.detail == "" {
-			o.detail = grpcName(s.Code())
+	budget := deadline - now()
+	c := g.calls.Get().(*call)
+	defer g.calls.Put(c)
+	c.message, c.sent, c.id, c.headers, c.data = g.messages[index], 0, 0, false, c.data[:0]
+	c.deadline = wallDeadline(deadline)
+	var h *h2conn
+	for attempt := 0; ; attempt++ {
+		var failure string
+		if h, failure = g.current(deadline); h == nil {
+			return outcome{kind: "unavailable", detail: failure}
+		}
+		if h.start(c) {
+			break
+		}
+		if attempt > 0 { // a connection that takes no new streams, twice
+			return outcome{kind: "unavailable", detail: "the server takes no new streams"}
 		}
 	}
+	c.timer.Reset(time.Duration(max(deadline-now(), 0) * 1e9))
+	select {
+	case <-c.done:
+		c.timer.Stop()
+	case <-c.timer.C:
+		if h.cancel(c) {
+			return outcome{kind: kindTimeout, detail: fmt.Sprintf("no answer within %.3g s", budget)}
+		}
+		<-c.done
+	}
+	o := c.result
+	c.result = outcome{}
 	return o
 }
 
 func (g *grpcSender) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	if g.conn != nil {
-		_ = g.conn.Close()
+		g.conn.close()
 	}
 }
+
+func grpcCode(code int) codes.Code { return codes.Code(uint32(code)) }
 
 // grpcKind names an error as the report does: unavailable, timeout, cancelled, or grpc_<status>.
 func grpcKind(code codes.Code) string {

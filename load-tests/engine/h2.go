@@ -1,0 +1,632 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2/hpack"
+)
+
+// h2conn is one HTTP/2 connection (RFC 9113) carrying unary gRPC calls: what the engine needs of a gRPC
+// client and nothing else. A call's frames are written by the goroutine that starts it (writes are combined:
+// whoever finds the socket busy leaves its frames to the writer in progress), and one reader goroutine parses
+// the answers and completes the calls. A call therefore costs one write and one read on the path of the
+// request, no goroutine hand-off to a writer or a per-stream buffer, and a few small allocations; grpc-go
+// spent about half of the engine's CPU per call on that machinery (docs/loadtest.md, "How it measures").
+//
+// It speaks only what a unary call over a cleartext connection needs: no server push (refused in SETTINGS),
+// no priorities, no compression. Flow control is honoured both ways; it advertises the largest windows, so the
+// server never waits on it.
+type h2conn struct {
+	conn  net.Conn
+	addr  string
+	block []byte // the request header block, the same for every call (never-indexed literals)
+
+	mu         sync.Mutex
+	streams    map[uint32]*call // open streams
+	queue      []*call          // calls waiting for a stream slot or for send window, in order
+	nextID     uint32
+	window     int64 // the connection's send window
+	initial    int64 // the server's SETTINGS_INITIAL_WINDOW_SIZE
+	maxFrame   int
+	maxStreams int
+	wbuf       []byte // frames waiting for the socket
+	spare      []byte
+	writing    bool
+	err        *outcome // why the connection ended: what its calls get
+	done       atomic.Bool
+	goaway     bool // no new streams (GOAWAY received, or stream ids used up)
+	settled    sync.Once
+	ready      chan struct{} // closed at the server's first SETTINGS, or when the connection ends first
+
+	// The reader's own state.
+	decoder  *hpack.Decoder
+	fields   headerFields
+	unacked  int64 // DATA received since the last connection WINDOW_UPDATE
+	block2   []byte
+	inHeader uint32 // the stream whose header block continues, 0 when none
+	endBlock bool   // that block ends the stream
+}
+
+// call is one unary call: its message, its state on the connection and, once complete, its outcome.
+type call struct {
+	message  []byte // the gRPC message: compressed flag, length, ModelInferRequest
+	sent     int    // bytes of message sent
+	id       uint32 // 0 until its HEADERS are written
+	window   int64  // the stream's send window
+	headers  bool   // the answer's headers arrived
+	status   int    // the answer's :status
+	data     []byte // the answer's DATA, gRPC framing included
+	result   outcome
+	deadline time.Time
+	done     chan struct{}
+	timer    *time.Timer
+}
+
+type headerFields struct {
+	status, grpcStatus int // -1 when absent
+	grpcMessage        string
+}
+
+const (
+	frameData         = 0x0
+	frameHeaders      = 0x1
+	frameRSTStream    = 0x3
+	frameSettings     = 0x4
+	framePushPromise  = 0x5
+	framePing         = 0x6
+	frameGoAway       = 0x7
+	frameWindowUpdate = 0x8
+	frameContinuation = 0x9
+
+	flagEndStream  = 0x1
+	flagAck        = 0x1
+	flagEndHeaders = 0x4
+	flagPadded     = 0x8
+	flagPriority   = 0x20
+
+	settingEnablePush           = 0x2
+	settingMaxConcurrentStreams = 0x3
+	settingInitialWindowSize    = 0x4
+	settingMaxFrameSize         = 0x5
+
+	frameHeaderLen = 9
+	maxWindow      = 1<<31 - 1
+	defaultWindow  = 65535
+	defaultFrame   = 16384 // SETTINGS_MAX_FRAME_SIZE's default, both ways (this end never raises its own)
+	lastStreamID   = 1<<31 - 1
+	errCancel      = 0x8
+	errRefused     = 0x7
+	controlWrite   = 10 * time.Second // how long a control frame may wait for the socket
+)
+
+const clientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// requestBlock is the HPACK block of every call's headers. Never-indexed literals keep it independent of the
+// connection's dynamic table, so it is encoded once and sent as it is.
+func requestBlock(authority, path string) []byte {
+	var buf bytes.Buffer
+	encoder := hpack.NewEncoder(&buf)
+	for _, f := range [][2]string{
+		{":method", "POST"}, {":scheme", "http"}, {":path", path}, {":authority", authority},
+		{"content-type", "application/grpc"}, {"te", "trailers"}, {"user-agent", "loadtest-engine"},
+	} {
+		_ = encoder.WriteField(hpack.HeaderField{Name: f[0], Value: f[1], Sensitive: true})
+	}
+	return buf.Bytes()
+}
+
+// dialH2 connects, sends the preface with this end's settings, and waits for the server's SETTINGS.
+func dialH2(addr string, block []byte, timeout time.Duration) (*h2conn, error) {
+	c, err := dialRawTimeout(addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	h := &h2conn{
+		conn: c, addr: addr, block: block, streams: map[uint32]*call{}, nextID: 1,
+		window: defaultWindow, initial: defaultWindow, maxFrame: defaultFrame, maxStreams: 1 << 30,
+		ready: make(chan struct{}),
+	}
+	h.decoder = hpack.NewDecoder(4096, h.field)
+	h.wbuf = append(h.wbuf, clientPreface...)
+	h.wbuf = appendFrame(h.wbuf, frameSettings, 0, 0, 12)
+	h.wbuf = appendSetting(h.wbuf, settingEnablePush, 0)
+	h.wbuf = appendSetting(h.wbuf, settingInitialWindowSize, maxWindow)
+	h.wbuf = appendWindowUpdate(h.wbuf, 0, maxWindow-defaultWindow)
+	go h.readLoop()
+	h.mu.Lock()
+	h.flushLocked(time.Now().Add(timeout))
+	select {
+	case <-h.ready:
+	case <-time.After(timeout):
+		h.close()
+		return nil, fmt.Errorf("no HTTP/2 settings from %s within %.3g s", addr, timeout.Seconds())
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.err != nil {
+		return nil, errors.New(h.err.detail)
+	}
+	return h, nil
+}
+
+// usable: the connection takes new calls.
+func (h *h2conn) usable() bool { return !h.done.Load() }
+
+func (h *h2conn) close() {
+	h.mu.Lock()
+	h.failLocked(outcome{kind: "cancelled", detail: "the connection was closed"})
+	h.mu.Unlock()
+}
+
+// start sends a call's headers and as much of its message as the windows allow; the rest follows as the
+// server opens them. It fails only when the connection takes no new calls.
+func (h *h2conn) start(c *call) bool {
+	h.mu.Lock()
+	if h.err != nil || h.goaway || h.nextID+2*uint32(len(h.queue)) > lastStreamID {
+		h.goaway = true
+		h.done.Store(true)
+		h.mu.Unlock()
+		return false
+	}
+	if len(h.queue) > 0 {
+		h.queue = append(h.queue, c)
+		h.pumpLocked()
+	} else if !h.sendLocked(c) {
+		h.queue = append(h.queue, c)
+	}
+	h.flushLocked(c.deadline)
+	return true
+}
+
+// sendLocked opens the call's stream if it has none and a slot is free, then frames as much of its message as
+// the windows allow; true once all of it is framed.
+func (h *h2conn) sendLocked(c *call) bool {
+	if c.id == 0 {
+		if len(h.streams) >= h.maxStreams {
+			return false
+		}
+		if h.goaway || h.nextID > lastStreamID {
+			return false
+		}
+		c.id, c.window = h.nextID, h.initial
+		h.nextID += 2
+		h.streams[c.id] = c
+		h.wbuf = appendFrame(h.wbuf, frameHeaders, flagEndHeaders, c.id, len(h.block))
+		h.wbuf = append(h.wbuf, h.block...)
+	}
+	for c.sent < len(c.message) {
+		n := min(len(c.message)-c.sent, h.maxFrame, int(min(h.window, c.window)))
+		if n <= 0 {
+			return false
+		}
+		var flags byte
+		if c.sent+n == len(c.message) {
+			flags = flagEndStream
+		}
+		h.wbuf = appendFrame(h.wbuf, frameData, flags, c.id, n)
+		h.wbuf = append(h.wbuf, c.message[c.sent:c.sent+n]...)
+		c.sent += n
+		h.window -= int64(n)
+		c.window -= int64(n)
+	}
+	return true
+}
+
+// pumpLocked sends what the queue holds, in order, as far as stream slots and windows allow; after a GOAWAY
+// the calls that have no stream yet are refused.
+func (h *h2conn) pumpLocked() {
+	kept := h.queue[:0]
+	var refused []*call
+	for _, c := range h.queue {
+		switch {
+		case c.id == 0 && h.goaway:
+			refused = append(refused, c)
+		case !h.sendLocked(c):
+			kept = append(kept, c)
+		}
+	}
+	clear(h.queue[len(kept):])
+	h.queue = kept
+	for _, c := range refused {
+		c.result = outcome{kind: "unavailable", detail: "the server takes no new streams on this connection"}
+		c.done <- struct{}{}
+	}
+}
+
+// releaseLocked unlocks, writing first what the reader's work left to send.
+func (h *h2conn) releaseLocked() {
+	if len(h.wbuf) > 0 {
+		h.flushLocked(time.Now().Add(controlWrite))
+		return
+	}
+	h.mu.Unlock()
+}
+
+// cancel ends a call that ran past its deadline: true when it was still under way (it is the caller's now),
+// false when the reader completed it first.
+func (h *h2conn) cancel(c *call) bool {
+	h.mu.Lock()
+	if h.dropLocked(c) {
+		if c.id != 0 && h.err == nil {
+			h.wbuf = appendFrame(h.wbuf, frameRSTStream, 0, c.id, 4)
+			h.wbuf = binary.BigEndian.AppendUint32(h.wbuf, errCancel)
+		}
+		h.flushLocked(time.Now().Add(controlWrite))
+		return true
+	}
+	h.mu.Unlock()
+	return false
+}
+
+// dropLocked takes a call off the connection: true when it was on it.
+func (h *h2conn) dropLocked(c *call) bool {
+	found := false
+	if c.id != 0 && h.streams[c.id] == c {
+		delete(h.streams, c.id)
+		found = true
+	}
+	for i, q := range h.queue {
+		if q == c {
+			h.queue = append(h.queue[:i], h.queue[i+1:]...)
+			found = true
+			break
+		}
+	}
+	if found && len(h.queue) > 0 {
+		h.pumpLocked() // a stream slot is free
+	}
+	if found && h.goaway && len(h.streams) == 0 && h.err == nil {
+		_ = h.conn.Close() // drained: the reader ends with the connection
+	}
+	return found
+}
+
+func (h *h2conn) completeLocked(c *call, o outcome) {
+	if h.dropLocked(c) {
+		c.result = o
+		c.done <- struct{}{}
+	}
+}
+
+// failLocked ends the connection: every call on it gets o.
+func (h *h2conn) failLocked(o outcome) {
+	if h.err != nil {
+		return
+	}
+	h.err = &o
+	h.done.Store(true)
+	for _, c := range h.streams {
+		c.result = o
+		c.done <- struct{}{}
+	}
+	for _, c := range h.queue {
+		if h.streams[c.id] != c {
+			c.result = o
+			c.done <- struct{}{}
+		}
+	}
+	clear(h.streams)
+	h.queue = nil
+	_ = h.conn.Close()
+	h.settled.Do(func() { close(h.ready) })
+}
+
+// flushLocked writes the pending frames, unless another goroutine is writing (it takes them along), and
+// unlocks. A socket that takes nothing until the deadline ends the connection: its calls time out.
+func (h *h2conn) flushLocked(deadline time.Time) {
+	if h.writing {
+		h.mu.Unlock()
+		return
+	}
+	h.writing = true
+	for len(h.wbuf) > 0 && h.err == nil {
+		out := h.wbuf
+		h.wbuf = h.spare[:0]
+		h.mu.Unlock()
+		_ = h.conn.SetWriteDeadline(deadline)
+		_, err := h.conn.Write(out)
+		h.mu.Lock()
+		h.spare = out[:0]
+		if err != nil {
+			if isTimeout(err) {
+				h.failLocked(outcome{kind: kindTimeout, detail: "the server stopped reading requests"})
+			} else {
+				h.failLocked(outcome{kind: "unavailable", detail: fmt.Sprintf("connection to %s lost: %s", h.addr, reason(err))})
+			}
+		}
+	}
+	h.writing = false
+	h.mu.Unlock()
+}
+
+func (h *h2conn) control(frame []byte) {
+	h.mu.Lock()
+	h.wbuf = append(h.wbuf, frame...)
+	h.flushLocked(time.Now().Add(controlWrite))
+}
+
+func (h *h2conn) readLoop() {
+	r := bufio.NewReaderSize(h.conn, 64<<10)
+	var head [frameHeaderLen]byte
+	payload := make([]byte, 0, defaultFrame)
+	for {
+		_, err := io.ReadFull(r, head[:])
+		length := int(head[0])<<16 | int(head[1])<<8 | int(head[2])
+		if err == nil && length > defaultFrame {
+			err = fmt.Errorf("a frame of %d bytes, above SETTINGS_MAX_FRAME_SIZE", length)
+		}
+		if err == nil {
+			payload = payload[:length]
+			_, err = io.ReadFull(r, payload)
+		}
+		if err == nil {
+			err = h.frame(head[3], head[4], binary.BigEndian.Uint32(head[5:])&lastStreamID, payload)
+		}
+		if err != nil {
+			h.mu.Lock()
+			h.failLocked(outcome{kind: "unavailable", detail: fmt.Sprintf("connection to %s lost: %s", h.addr, reason(err))})
+			h.mu.Unlock()
+			return
+		}
+	}
+}
+
+// frame handles one frame from the server.
+func (h *h2conn) frame(typ, flags byte, stream uint32, p []byte) error {
+	if h.inHeader != 0 && (typ != frameContinuation || stream != h.inHeader) {
+		return errors.New("a header block interrupted by another frame")
+	}
+	switch typ {
+	case frameData:
+		h.unacked += int64(len(p))
+		if h.unacked >= maxWindow/2 {
+			h.control(appendWindowUpdate(nil, 0, uint32(h.unacked)))
+			h.unacked = 0
+		}
+		p, err := unpad(flags, p)
+		if err != nil {
+			return err
+		}
+		h.mu.Lock()
+		if c := h.streams[stream]; c != nil {
+			c.data = append(c.data, p...)
+			if flags&flagEndStream != 0 {
+				h.completeLocked(c, outcome{kind: "grpc_internal", detail: "the server closed the stream without trailers"})
+			}
+		}
+		h.releaseLocked()
+	case frameHeaders:
+		p, err := unpad(flags, p)
+		if err != nil {
+			return err
+		}
+		if flags&flagPriority != 0 {
+			if len(p) < 5 {
+				return errors.New("a short HEADERS frame")
+			}
+			p = p[5:]
+		}
+		h.block2 = append(h.block2[:0], p...)
+		h.inHeader, h.endBlock = stream, flags&flagEndStream != 0
+		if flags&flagEndHeaders != 0 {
+			return h.headers()
+		}
+	case frameContinuation:
+		h.block2 = append(h.block2, p...)
+		if flags&flagEndHeaders != 0 {
+			return h.headers()
+		}
+	case frameRSTStream:
+		if len(p) != 4 {
+			return errors.New("a RST_STREAM frame of the wrong size")
+		}
+		code := binary.BigEndian.Uint32(p)
+		o := outcome{kind: "grpc_internal", detail: "the server reset the stream: " + h2ErrorName(code)}
+		switch code {
+		case errRefused:
+			o.kind = "unavailable"
+		case errCancel:
+			o.kind = "cancelled"
+		}
+		h.mu.Lock()
+		if c := h.streams[stream]; c != nil {
+			h.completeLocked(c, o)
+		}
+		h.releaseLocked()
+	case frameSettings:
+		if flags&flagAck != 0 {
+			return nil
+		}
+		if len(p)%6 != 0 {
+			return errors.New("a SETTINGS frame of the wrong size")
+		}
+		h.mu.Lock()
+		for ; len(p) > 0; p = p[6:] {
+			value := binary.BigEndian.Uint32(p[2:])
+			switch binary.BigEndian.Uint16(p) {
+			case settingMaxConcurrentStreams:
+				h.maxStreams = int(min(value, 1<<30))
+			case settingInitialWindowSize:
+				delta := int64(value) - h.initial
+				h.initial = int64(value)
+				for _, c := range h.streams {
+					c.window += delta
+				}
+			case settingMaxFrameSize:
+				h.maxFrame = int(min(value, 1<<24-1))
+			}
+		}
+		h.wbuf = appendFrame(h.wbuf, frameSettings, flagAck, 0, 0)
+		h.pumpLocked()
+		h.flushLocked(time.Now().Add(controlWrite))
+		h.settled.Do(func() { close(h.ready) })
+	case framePing:
+		if flags&flagAck == 0 && len(p) == 8 {
+			h.control(append(appendFrame(nil, framePing, flagAck, 0, 8), p...))
+		}
+	case frameGoAway:
+		if len(p) < 8 {
+			return errors.New("a short GOAWAY frame")
+		}
+		last := binary.BigEndian.Uint32(p) & lastStreamID
+		o := outcome{kind: "unavailable", detail: "the server refused the stream (GOAWAY " +
+			h2ErrorName(binary.BigEndian.Uint32(p[4:])) + ")"}
+		h.mu.Lock()
+		h.goaway = true
+		h.done.Store(true)
+		for id, c := range h.streams {
+			if id > last {
+				h.completeLocked(c, o)
+			}
+		}
+		h.pumpLocked()
+		if len(h.streams) == 0 {
+			_ = h.conn.Close()
+		}
+		h.releaseLocked()
+	case frameWindowUpdate:
+		if len(p) != 4 {
+			return errors.New("a WINDOW_UPDATE frame of the wrong size")
+		}
+		inc := int64(binary.BigEndian.Uint32(p) & lastStreamID)
+		h.mu.Lock()
+		if stream == 0 {
+			h.window += inc
+		} else if c := h.streams[stream]; c != nil {
+			c.window += inc
+		}
+		h.pumpLocked()
+		h.flushLocked(time.Now().Add(controlWrite))
+	case framePushPromise:
+		return errors.New("a PUSH_PROMISE, though push is disabled")
+	}
+	return nil
+}
+
+// headers decodes a complete header block (always: the HPACK table depends on every block) and applies it
+// to its stream: the answer's headers, its trailers, or both at once (a trailers-only answer).
+func (h *h2conn) headers() error {
+	stream, end := h.inHeader, h.endBlock
+	h.inHeader = 0
+	h.fields = headerFields{status: -1, grpcStatus: -1}
+	if _, err := h.decoder.Write(h.block2); err != nil {
+		return fmt.Errorf("an undecodable header block: %w", err)
+	}
+	h.mu.Lock()
+	if c := h.streams[stream]; c != nil {
+		if !c.headers {
+			c.headers, c.status = true, h.fields.status
+		}
+		if end {
+			h.completeLocked(c, answer(c, h.fields))
+		}
+	}
+	h.releaseLocked()
+	return nil
+}
+
+func (h *h2conn) field(f hpack.HeaderField) {
+	switch f.Name {
+	case ":status":
+		h.fields.status, _ = strconv.Atoi(f.Value)
+	case "grpc-status":
+		if code, err := strconv.Atoi(f.Value); err == nil {
+			h.fields.grpcStatus = code
+		}
+	case "grpc-message":
+		h.fields.grpcMessage = f.Value
+		if text, err := url.PathUnescape(f.Value); err == nil {
+			h.fields.grpcMessage = text
+		}
+	}
+}
+
+// answer is a complete call's outcome: an HTTP status other than 200 as gRPC maps it, a gRPC status other
+// than OK by its name, or the one message of the answer parsed.
+func answer(c *call, f headerFields) outcome {
+	if c.status != 200 {
+		return outcome{kind: httpStatusKind(c.status), detail: fmt.Sprintf("HTTP status %d from a gRPC server", c.status)}
+	}
+	if f.grpcStatus < 0 {
+		return outcome{kind: "grpc_internal", detail: "no grpc-status in the trailers"}
+	}
+	if f.grpcStatus != 0 {
+		o := outcome{kind: grpcKind(grpcCode(f.grpcStatus)), detail: f.grpcMessage}
+		if o.detail == "" {
+			o.detail = grpcName(grpcCode(f.grpcStatus))
+		}
+		return o
+	}
+	d := c.data
+	if len(d) < 5 || d[0] != 0 || int(binary.BigEndian.Uint32(d[1:])) != len(d)-5 {
+		what := "not one uncompressed message"
+		if len(d) >= 5 && d[0] != 0 {
+			what = "a compressed message"
+		}
+		return outcome{kind: "bad_response", detail: "the answer is " + what}
+	}
+	var o outcome
+	parseInferResponse(d[5:], &o)
+	return o
+}
+
+// httpStatusKind maps an HTTP status to a gRPC code, as gRPC's http-grpc-status-mapping.md does.
+func httpStatusKind(status int) string {
+	switch status {
+	case 400:
+		return "grpc_internal"
+	case 401:
+		return "grpc_unauthenticated"
+	case 403:
+		return "grpc_permission_denied"
+	case 404:
+		return "grpc_unimplemented"
+	case 429, 502, 503, 504:
+		return "unavailable"
+	}
+	return "grpc_unknown"
+}
+
+func unpad(flags byte, p []byte) ([]byte, error) {
+	if flags&flagPadded == 0 {
+		return p, nil
+	}
+	if len(p) == 0 || int(p[0]) >= len(p) {
+		return nil, errors.New("a frame padded beyond its length")
+	}
+	return p[1 : len(p)-int(p[0])], nil
+}
+
+func h2ErrorName(code uint32) string {
+	names := []string{"NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",
+		"STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR", "CONNECT_ERROR",
+		"ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED"}
+	if int(code) < len(names) {
+		return names[code]
+	}
+	return "error " + strconv.FormatUint(uint64(code), 10)
+}
+
+func appendFrame(b []byte, typ, flags byte, stream uint32, length int) []byte {
+	return append(b, byte(length>>16), byte(length>>8), byte(length), typ, flags,
+		byte(stream>>24), byte(stream>>16), byte(stream>>8), byte(stream))
+}
+
+func appendSetting(b []byte, id uint16, value uint32) []byte {
+	return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint16(b, id), value)
+}
+
+func appendWindowUpdate(b []byte, stream, inc uint32) []byte {
+	return binary.BigEndian.AppendUint32(appendFrame(b, frameWindowUpdate, 0, stream, 4), inc)
+}
