@@ -87,6 +87,9 @@ func (g *grpcSender) current(deadline float64) (*h2conn, string) {
 
 func (g *grpcSender) send(index int, deadline float64) outcome {
 	budget := deadline - now()
+	if budget <= 0 {
+		return outcome{kind: kindTimeout, detail: "its deadline passed before it was sent"}
+	}
 	c := g.calls.Get().(*call)
 	defer g.calls.Put(c)
 	c.message, c.sent, c.id, c.headers, c.data = g.messages[index], 0, 0, false, c.data[:0]

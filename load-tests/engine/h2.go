@@ -107,7 +107,8 @@ const (
 	lastStreamID   = 1<<31 - 1
 	errCancel      = 0x8
 	errRefused     = 0x7
-	controlWrite   = 10 * time.Second // how long a control frame may wait for the socket
+	controlWrite   = 10 * time.Second       // how long a control frame may wait for the socket
+	minWrite       = 100 * time.Millisecond // the least a call's frames may wait for it
 )
 
 const clientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -185,7 +186,9 @@ func (h *h2conn) start(c *call) bool {
 	} else if !h.sendLocked(c) {
 		h.queue = append(h.queue, c)
 	}
-	h.flushLocked(c.deadline)
+	// The call's deadline bounds the write, though never below minWrite: a socket deadline already past fails
+	// a write before it is tried, and that would end the connection for a call about to time out anyway.
+	h.flushLocked(later(c.deadline, time.Now().Add(minWrite)))
 	return true
 }
 
@@ -616,6 +619,13 @@ func h2ErrorName(code uint32) string {
 		return names[code]
 	}
 	return "error " + strconv.FormatUint(uint64(code), 10)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func appendFrame(b []byte, typ, flags byte, stream uint32, length int) []byte {
