@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from devstack.chart import CHART, ChartError, Render
 from emotion_contract.servers import SERVERS
 from loadtest.cli import build_parser as loadtest_parser
+from loadtest.incluster import JOB_OWNS
 from model_packager import cli as packager_cli
 
 EXTERNAL_S3 = CHART / "tests" / "values" / "external-s3.yaml"
@@ -128,3 +130,19 @@ def test_helm_refuses_a_cluster_older_than_kubernetes_1_30() -> None:
         err.value
     )
     render(kube_version="1.30.0")
+
+
+def test_make_loadtest_refuses_exactly_the_options_the_job_sets() -> None:
+    """`loadtest release` refuses the `loadtest run` options that the chart's Job sets itself
+    (incluster.JOB_OWNS): the Job's own options, with a CA bundle, a pinned version and, unpinned, the
+    packager's request, are that list and no more."""
+    owned = set()
+    for pin in (["global.model.version=3"], []):
+        docs = render(values=[EXTERNAL_S3], set_values=["loadtest.run=r1", *pin])
+        container = docs.one("Job", "loadtest")["spec"]["template"]["spec"]["containers"][0]
+        assert loadtest_parser().parse_args(container["args"]).command == "run"
+        release_args = {
+            a.split("=")[0] for a in yaml.safe_load((CHART / "values.yaml").read_text())["loadtest"]["args"]
+        }
+        owned |= {a.split("=")[0] for a in container["args"][1:]} - release_args
+    assert owned == set(JOB_OWNS)

@@ -56,7 +56,7 @@ spec:
             - {{ . }}
             {{- end }}
             {{- if .Values.global.s3.ca.configMap }}
-            - --ca-bundle=/etc/emotion-serving/s3-ca/ca.crt
+            - --ca-bundle={{ include "emotion-serving.s3.caFile" . }}
             {{- end }}
             - --path=in-cluster
             - --keep-report={{ $l.run }}
@@ -77,7 +77,7 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
-            {{- with include "emotion-serving.s3.caMount" (dict "ctx" . "path" "/etc/emotion-serving/s3-ca/ca.crt") }}{{ . | trim | nindent 12 }}{{ end }}
+            {{- with include "emotion-serving.s3.caMount" (dict "ctx" .) }}{{ . | trim | nindent 12 }}{{ end }}
       volumes:
         {{- include "emotion-serving.tmpVolume" (dict "sizeLimit" "1Gi") | nindent 8 }}
         {{- with include "emotion-serving.s3.caVolume" . }}{{ . | trim | nindent 8 }}{{ end }}

@@ -27,7 +27,7 @@ refused, conflict (model-packager errors.py PERMANENT; `make chart-contract` com
 - --bucket={{ $g.s3.bucket }}
 - --work-dir=/work
 {{- if $g.s3.ca.configMap }}
-- --ca-bundle=/etc/emotion-serving/s3-ca/ca.crt
+- --ca-bundle={{ include "emotion-serving.s3.caFile" . }}
 {{- end }}
 {{- end }}
 
@@ -180,11 +180,7 @@ spec:
           mountPath: /cache
         - name: work
           mountPath: /work
-        {{- if .Values.global.s3.ca.configMap }}
-        - name: s3-ca
-          mountPath: /etc/emotion-serving/s3-ca
-          readOnly: true
-        {{- end }}
+        {{- with include "emotion-serving.s3.caMount" (dict "ctx" .) }}{{ . | trim | nindent 8 }}{{ end }}
         {{- with $p.extraVolumeMounts }}
         {{- toYaml . | nindent 8 }}
         {{- end }}

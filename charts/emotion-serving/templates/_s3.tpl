@@ -88,13 +88,22 @@ The volume holding the S3 endpoint's CA bundle (global.s3.ca), as file "ca.crt";
 {{- end }}
 
 {{/*
-Mount of that CA bundle as one file at "path" (a server's system CA bundle: OVMS and Triton have no
-CA option of their own and verify against it). (dict "ctx" $ "path" PATH)
+Where the project's own tools (fetch, packager, load test, helm test) read that CA bundle: their
+--ca-bundle, SSL_CERT_FILE.
+*/}}
+{{- define "emotion-serving.s3.caFile" -}}
+/etc/emotion-serving/s3-ca/ca.crt
+{{- end }}
+
+{{/*
+Mount of that CA bundle as one file at "path", by default emotion-serving.s3.caFile (a server mounts it
+at its system CA bundle: OVMS and Triton have no CA option of their own and verify against it).
+(dict "ctx" $ ["path" PATH])
 */}}
 {{- define "emotion-serving.s3.caMount" -}}
 {{- if .ctx.Values.global.s3.ca.configMap }}
 - name: s3-ca
-  mountPath: {{ .path }}
+  mountPath: {{ .path | default (include "emotion-serving.s3.caFile" .ctx) }}
   subPath: ca.crt
   readOnly: true
 {{- end }}
@@ -135,7 +144,7 @@ resources are global.wait's.
     - --output={{ include "emotion-serving.modelRepository" . }}
     - --timeout={{ $g.wait.timeoutSeconds }}
     {{- if $g.s3.ca.configMap }}
-    - --ca-bundle=/etc/emotion-serving/s3-ca/ca.crt
+    - --ca-bundle={{ include "emotion-serving.s3.caFile" . }}
     {{- end }}
   env:
     - name: AWS_REGION
@@ -148,5 +157,5 @@ resources are global.wait's.
   volumeMounts:
     - name: tmp
       mountPath: /tmp
-    {{- with include "emotion-serving.s3.caMount" (dict "ctx" .ctx "path" "/etc/emotion-serving/s3-ca/ca.crt") }}{{ . | trim | nindent 4 }}{{ end }}
+    {{- with include "emotion-serving.s3.caMount" (dict "ctx" .ctx) }}{{ . | trim | nindent 4 }}{{ end }}
 {{- end }}

@@ -94,7 +94,7 @@ spec:
           value: /tmp
         {{- if .Values.global.s3.ca.configMap }}
         - name: SSL_CERT_FILE
-          value: /etc/emotion-serving/s3-ca/ca.crt
+          value: {{ include "emotion-serving.s3.caFile" . }}
         {{- end }}
       resources:
         {{- toYaml $t.resources | nindent 8 }}
@@ -103,7 +103,7 @@ spec:
       volumeMounts:
         - name: tmp
           mountPath: /tmp
-        {{- with include "emotion-serving.s3.caMount" (dict "ctx" . "path" "/etc/emotion-serving/s3-ca/ca.crt") }}{{ . | trim | nindent 8 }}{{ end }}
+        {{- with include "emotion-serving.s3.caMount" (dict "ctx" .) }}{{ . | trim | nindent 8 }}{{ end }}
   volumes:
     {{- include "emotion-serving.tmpVolume" (dict "sizeLimit" "256Mi") | nindent 4 }}
     {{- with include "emotion-serving.s3.caVolume" . }}{{ . | trim | nindent 4 }}{{ end }}
