@@ -355,3 +355,47 @@ def test_in_cluster_runs_are_named_by_release_and_time_and_leave_the_jobs_option
         assert (
             err.value.message == f"{owned.split('=')[0]}: the chart's load-test Job sets it from the release"
         )
+
+
+def test_text_input_from_a_package_without_the_text_model(
+    capsys: pytest.CaptureFixture[str], tiny_package: Path, tmp_path: Path
+) -> None:
+    """`--input text` against a package built with `--text off`: exit 3, one line, before any target is
+    asked or anything is written; `smoke --input text` says the same."""
+    import hashlib
+    import shutil
+
+    package = tmp_path / "package"
+    shutil.copytree(tiny_package, package)
+    ready_path = package / "manifests/emotion/READY"
+    ready = json.loads(ready_path.read_text())
+    manifest_path = package / ready["manifest"]
+    manifest = json.loads(manifest_path.read_text())
+    manifest["models"]["text"] = None
+    manifest_path.write_text(json.dumps(manifest))
+    ready["sha256"] = hashlib.sha256(manifest_path.read_bytes()).hexdigest()
+    ready_path.write_text(json.dumps(ready))
+    message = (
+        f"--input text: package emotion v{ready['version']} has no raw-text model (its manifest says so)"
+    )
+    output = tmp_path / "report"
+    target = f"t=127.0.0.1:{free_port()}"
+    for argv in (
+        [
+            "run",
+            "--target",
+            target,
+            "--package",
+            package,
+            "--input",
+            "text",
+            "--rate",
+            "5",
+            "--output",
+            output,
+        ],
+        ["smoke", "--target", target, "--package", package, "--input", "text"],
+    ):
+        code, out, err = run_main(capsys, "--log-format", "text", *argv)
+        assert (code, out, err.splitlines()) == (ExitCode.BAD_INPUT, "", [f"loadtest: {message}"])
+    assert not output.exists()

@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emotion_contract.cli import add_log_format, add_old_spelling, boundary, exit_codes_epilog
 from emotion_contract.errors import BadInput, ExitCode
@@ -30,6 +30,9 @@ from loadtest.flags import (
     rate_list,
     timeout,
 )
+
+if TYPE_CHECKING:
+    from loadtest.package import PackageRef
 
 EXIT_CODES = (
     ExitCode.OK, ExitCode.BUG, ExitCode.USAGE, ExitCode.BAD_INPUT, ExitCode.CREDENTIALS, ExitCode.UNAVAILABLE,
@@ -373,21 +376,10 @@ def _run(args: argparse.Namespace) -> ExitCode:
     kept = None
     if args.keep_report is not None:
         from loadtest.kept import check_new
-        from loadtest.package import open_store
 
-        kept = open_store(args.package, s3_endpoint=args.endpoint, ca_bundle=args.ca_bundle)
+        kept = _package_ref(args).store()
         check_new(kept, name=args.name, run=args.keep_report)
-    code, report = run_load(
-        config=config,
-        package=args.package,
-        name=args.name,
-        s3_endpoint=args.endpoint,
-        ca_bundle=args.ca_bundle,
-        version=args.version,
-        request=args.request,
-        corpus=args.corpus,
-        output=args.output,
-    )
+    code, report = run_load(config=config, package=_package_ref(args), corpus=args.corpus, output=args.output)
     for problem in report["problems"]:
         log(problem)
     if kept is not None:
@@ -399,19 +391,27 @@ def _run(args: argparse.Namespace) -> ExitCode:
     return code
 
 
+def _package_ref(args: argparse.Namespace) -> PackageRef:
+    from loadtest.package import PackageRef
+
+    return PackageRef(
+        source=args.package,
+        name=args.name,
+        version=args.version,
+        request=args.request,
+        s3_endpoint=args.endpoint,
+        ca_bundle=args.ca_bundle,
+    )
+
+
 def _smoke(args: argparse.Namespace) -> ExitCode:
     from loadtest.smoke import run_smoke
 
     lines = run_smoke(
         targets=args.target,
         protocol=args.protocol,
-        name=args.name,
+        package=_package_ref(args),
         inputs=args.input,
-        package=args.package,
-        s3_endpoint=args.endpoint,
-        ca_bundle=args.ca_bundle,
-        version=args.version,
-        request=args.request,
         corpus=args.corpus,
         sentences=args.sentences,
         tolerance=args.tolerance,

@@ -137,6 +137,12 @@ class Package:
     def labels(self) -> tuple[str, ...]:
         return tuple(self.manifest.labels)
 
+    def require_text_model(self) -> None:
+        """`--input text` needs the raw-text model: BadInput when the manifest records none."""
+        if not self.has_text_model:
+            what = f"package {self.name} v{self.version} has no raw-text model"
+            raise BadInput(f"--input text: {what} (its manifest says so)")
+
     @property
     def activation(self) -> str:
         return str(self.manifest.document.get("activation", ""))
@@ -207,6 +213,32 @@ class Package:
             "max_length": self.max_length,
             "token_inputs": list(self.token_inputs),
         }
+
+
+@dataclass(frozen=True)
+class PackageRef:
+    """Which package and which of its versions: what `--package`, `--name`, `--version`, `--request`,
+    `--endpoint` and `--ca-bundle` say, parsed once by the CLI."""
+
+    source: str
+    name: str
+    version: int | None = None
+    request: str | None = None
+    s3_endpoint: str | None = None
+    ca_bundle: Path | None = None
+
+    def open(self) -> Package:
+        return open_package(
+            source=self.source,
+            name=self.name,
+            version=self.version,
+            request=self.request,
+            s3_endpoint=self.s3_endpoint,
+            ca_bundle=self.ca_bundle,
+        )
+
+    def store(self) -> Store:
+        return open_store(self.source, s3_endpoint=self.s3_endpoint, ca_bundle=self.ca_bundle)
 
 
 def open_package(

@@ -20,7 +20,7 @@ from typing import Any
 from emotion_contract.errors import BadInput, ExitCode, ToolError, Unavailable
 from emotion_contract.logs import log
 from loadtest.columns import level_name, summary_line
-from loadtest.package import Package
+from loadtest.package import Package, PackageRef
 from loadtest.pool import WorkerPool
 from loadtest.prepare import Prepared
 from loadtest.results import Tally, find_stall, level_json, stall_breach
@@ -406,36 +406,17 @@ def default_workers() -> int:
 
 
 def run_load(
-    *,
-    config: RunConfig,
-    package: str,
-    name: str,
-    s3_endpoint: str | None,
-    ca_bundle: Path | None = None,
-    version: int | None,
-    request: str | None = None,
-    corpus: Path | None,
-    output: Path,
+    *, config: RunConfig, package: PackageRef, corpus: Path | None, output: Path
 ) -> tuple[ExitCode, dict[str, Any]]:
     """Check the inputs, prepare the requests, run every level; the report is in `output`."""
     from loadtest.corpus import load_corpus
-    from loadtest.package import open_package
     from loadtest.prepare import prepare_inputs
     from loadtest.report import write_report
 
     sentences = load_corpus(corpus)
-    opened = open_package(
-        source=package,
-        name=name,
-        version=version,
-        request=request,
-        s3_endpoint=s3_endpoint,
-        ca_bundle=ca_bundle,
-    )
-    if config.text and not opened.has_text_model:
-        raise BadInput(
-            f"--input text: package {name} v{opened.version} has no raw-text model (its manifest says so)"
-        )
+    opened = package.open()
+    if config.text:
+        opened.require_text_model()
     if not config.model:  # the name the manifest records for the model the servers serve
         config = dataclasses.replace(config, model=opened.served_name(text=config.text))
     try:

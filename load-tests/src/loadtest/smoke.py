@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from emotion_contract.errors import BadInput, Unavailable
+from emotion_contract.errors import Unavailable
 from loadtest.corpus import load_corpus
 from loadtest.errors import SmokeFailed
-from loadtest.package import open_package
+from loadtest.package import PackageRef
 from loadtest.prepare import OUTPUT, Prepared, prepare_inputs, requests_for
 from loadtest.targets import Target, check_ready, parse_targets
 
@@ -26,35 +26,21 @@ def run_smoke(
     *,
     targets: list[str],
     protocol: str,
-    name: str,
+    package: PackageRef,
     inputs: tuple[str, ...] | None,
-    package: str,
-    s3_endpoint: str | None,
-    ca_bundle: Path | None = None,
-    version: int | None,
     corpus: Path | None,
     sentences: int,
-    request: str | None = None,
     tolerance: float,
     timeout: float,
 ) -> list[str]:
     """Lines to print on success; SmokeFailed (one line, the first problem and how many more) otherwise."""
     parsed = parse_targets(targets, [], protocol=protocol)
     sample = load_corpus(corpus).sample(sentences)
-    opened = open_package(
-        source=package,
-        name=name,
-        version=version,
-        request=request,
-        s3_endpoint=s3_endpoint,
-        ca_bundle=ca_bundle,
-    )
+    opened = package.open()
     if inputs is None:
         inputs = INPUT_KINDS if opened.has_text_model else ("tokens",)
-    elif "text" in inputs and not opened.has_text_model:
-        raise BadInput(
-            f"--input text: package {name} v{opened.version} has no raw-text model (its manifest says so)"
-        )
+    elif "text" in inputs:
+        opened.require_text_model()
     damaged = opened.problems()
     if damaged:
         raise SmokeFailed(f"smoke: package {opened.store.location} v{opened.version}: {_first(damaged)}")
