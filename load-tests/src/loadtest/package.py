@@ -228,14 +228,40 @@ class PackageRef:
     ca_bundle: Path | None = None
 
     def open(self) -> Package:
-        return open_package(
-            source=self.source,
-            name=self.name,
-            version=self.version,
-            request=self.request,
-            s3_endpoint=self.s3_endpoint,
-            ca_bundle=self.ca_bundle,
+        """READY (or the manifest of `version`, or of the version model request `request` was published
+        as: what the chart's unpinned servers serve), checked: its sha256 and the fields the tester needs."""
+        store = self.store()
+        layout = Layout(self.name)
+        where = f"package {store.location}:"
+        version = self.version
+        if self.request is not None:
+            key = layout.request(self.request)
+            version = Record.parse(store.read(key), where=f"{where} {key}").version
+        ready = Ready.parse(store.read(layout.ready), where=f"{where} {layout.ready}")
+        expected_sha: str | None = ready.sha256
+        manifest_key = ready.manifest
+        if version is None or version == ready.version:
+            version = ready.version
+        else:
+            manifest_key, expected_sha = layout.manifest(version), None
+        raw = store.read(manifest_key)
+        sha = hashlib.sha256(raw).hexdigest()
+        if expected_sha and sha != expected_sha:
+            raise BadInput(f"{where} {manifest_key} does not match the sha256 in {layout.ready}")
+        manifest = Manifest.parse(raw, where=f"{where} {manifest_key}")
+        package = Package(
+            store=store, name=self.name, version=version, manifest=manifest, manifest_sha256=sha
         )
+        try:
+            labels, max_length = package.labels, package.max_length
+        except (KeyError, TypeError, ValueError):
+            raise BadInput(f"{where} {manifest_key} lacks labels or options.max_length") from None
+        if not labels or max_length < 2:
+            raise BadInput(f"{where} {manifest_key} has no labels or a max_length below 2")
+        unknown = sorted(set(package.token_inputs) - set(TOKEN_INPUTS))
+        if unknown or "input_ids" not in package.token_inputs:
+            raise BadInput(f"{where} the token model's inputs {list(package.token_inputs)} are not BERT's")
+        return package
 
     def store(self) -> Store:
         return open_store(self.source, s3_endpoint=self.s3_endpoint, ca_bundle=self.ca_bundle)
@@ -250,34 +276,5 @@ def open_package(
     s3_endpoint: str | None = None,
     ca_bundle: Path | None = None,
 ) -> Package:
-    """READY (or the manifest of `version`, or of the version model request `request` was published
-    as: what the chart's unpinned servers serve), checked: its sha256 and the fields the tester needs."""
-    store = open_store(source, s3_endpoint=s3_endpoint, ca_bundle=ca_bundle)
-    layout = Layout(name)
-    where = f"package {store.location}:"
-    if request is not None:
-        key = layout.request(request)
-        version = Record.parse(store.read(key), where=f"{where} {key}").version
-    ready = Ready.parse(store.read(layout.ready), where=f"{where} {layout.ready}")
-    expected_sha: str | None = ready.sha256
-    manifest_key = ready.manifest
-    if version is None or version == ready.version:
-        version = ready.version
-    else:
-        manifest_key, expected_sha = layout.manifest(version), None
-    raw = store.read(manifest_key)
-    sha = hashlib.sha256(raw).hexdigest()
-    if expected_sha and sha != expected_sha:
-        raise BadInput(f"{where} {manifest_key} does not match the sha256 in {layout.ready}")
-    manifest = Manifest.parse(raw, where=f"{where} {manifest_key}")
-    package = Package(store=store, name=name, version=version, manifest=manifest, manifest_sha256=sha)
-    try:
-        labels, max_length = package.labels, package.max_length
-    except (KeyError, TypeError, ValueError):
-        raise BadInput(f"{where} {manifest_key} lacks labels or options.max_length") from None
-    if not labels or max_length < 2:
-        raise BadInput(f"{where} {manifest_key} has no labels or a max_length below 2")
-    unknown = sorted(set(package.token_inputs) - set(TOKEN_INPUTS))
-    if unknown or "input_ids" not in package.token_inputs:
-        raise BadInput(f"{where} the token model's inputs {list(package.token_inputs)} are not BERT's")
-    return package
+    """PackageRef(...).open(), by keywords."""
+    return PackageRef(source, name, version, request, s3_endpoint, ca_bundle).open()
