@@ -29,6 +29,8 @@ type grpcSender struct {
 	block    []byte
 	calls    sync.Pool
 
+	connectTimeout time.Duration
+
 	mu       sync.Mutex
 	conn     *h2conn
 	failedAt time.Time
@@ -52,7 +54,8 @@ func newGrpcSender(addr string, payloads [][]byte) *grpcSender {
 
 // open connects, trying again until the timeout while the server is not there yet.
 func (g *grpcSender) open(timeout float64) error {
-	until := time.Now().Add(time.Duration(timeout * 1e9))
+	g.connectTimeout = time.Duration(timeout * 1e9)
+	until := time.Now().Add(g.connectTimeout)
 	for {
 		c, err := dialH2(g.addr, g.block, max(time.Until(until), time.Millisecond))
 		if err == nil {
@@ -67,7 +70,7 @@ func (g *grpcSender) open(timeout float64) error {
 }
 
 // current is the connection to start a call on: the open one, or a new one when the server ended it.
-func (g *grpcSender) current(deadline float64) (*h2conn, string) {
+func (g *grpcSender) current() (*h2conn, string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.conn != nil && g.conn.usable() {
@@ -76,7 +79,7 @@ func (g *grpcSender) current(deadline float64) (*h2conn, string) {
 	if time.Since(g.failedAt) < redialAfter {
 		return nil, g.failure
 	}
-	c, err := dialH2(g.addr, g.block, time.Duration(max(deadline-now(), 0)*1e9))
+	c, err := dialH2(g.addr, g.block, g.connectTimeout)
 	if err != nil {
 		g.failedAt, g.failure = time.Now(), fmt.Sprintf("cannot connect to %s: %s", g.addr, reason(err))
 		return nil, g.failure
@@ -85,6 +88,8 @@ func (g *grpcSender) current(deadline float64) (*h2conn, string) {
 	return c, ""
 }
 
+// send makes one call; one the server did not process (a refused stream, a GOAWAY) is tried again, twice
+// at most.
 func (g *grpcSender) send(index int, deadline float64) outcome {
 	budget := deadline - now()
 	if budget <= 0 {
@@ -92,20 +97,25 @@ func (g *grpcSender) send(index int, deadline float64) outcome {
 	}
 	c := g.calls.Get().(*call)
 	defer g.calls.Put(c)
-	c.message, c.sent, c.id, c.headers, c.data = g.messages[index], 0, 0, false, c.data[:0]
-	c.deadline = wallDeadline(deadline)
-	var h *h2conn
-	for attempt := 0; ; attempt++ {
-		var failure string
-		if h, failure = g.current(deadline); h == nil {
-			return outcome{kind: "unavailable", detail: failure}
+	c.message, c.deadline = g.messages[index], wallDeadline(deadline)
+	var o outcome
+	for range 3 {
+		if o = g.attempt(c, deadline, budget); o.kind != kindRetry {
+			return o
 		}
-		if h.start(c) {
-			break
-		}
-		if attempt > 0 { // a connection that takes no new streams, twice
-			return outcome{kind: "unavailable", detail: "the server takes no new streams"}
-		}
+	}
+	o.kind = "unavailable"
+	return o
+}
+
+func (g *grpcSender) attempt(c *call, deadline, budget float64) outcome {
+	c.sent, c.id, c.headers, c.status, c.data = 0, 0, false, 0, c.data[:0]
+	h, failure := g.current()
+	if h == nil {
+		return outcome{kind: "unavailable", detail: failure}
+	}
+	if !h.start(c) {
+		return outcome{kind: kindRetry, detail: "the server takes no new streams"}
 	}
 	c.timer.Reset(time.Duration(max(deadline-now(), 0) * 1e9))
 	select {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"strconv"
 	"sync"
@@ -18,9 +17,10 @@ import (
 )
 
 // h2conn is one HTTP/2 connection (RFC 9113) carrying unary gRPC calls: what the engine needs of a gRPC
-// client and nothing else. A call's frames are written by the goroutine that starts it (writes are combined:
-// whoever finds the socket busy leaves its frames to the writer in progress), and one reader goroutine parses
-// the answers and completes the calls. A call therefore costs one write and one read on the path of the
+// client and nothing else. A call's frames are written by the goroutine that starts it, without waiting for
+// the socket (writes are combined: whoever finds a write under way leaves its frames to it; a socket that
+// takes less than offered gets a writer goroutine until it has taken the rest), and one reader goroutine
+// parses the answers and completes the calls; neither ever waits on the socket for the other. A call therefore costs one write and one read on the path of the
 // request, no goroutine hand-off to a writer or a per-stream buffer, and a few small allocations; grpc-go
 // spent about half of the engine's CPU per call on that machinery (docs/loadtest.md, "How it measures").
 //
@@ -28,7 +28,7 @@ import (
 // no priorities, no compression. Flow control is honoured both ways; it advertises the largest windows, so the
 // server never waits on it.
 type h2conn struct {
-	conn  net.Conn
+	conn  *rawConn
 	addr  string
 	block []byte // the request header block, the same for every call (never-indexed literals)
 
@@ -42,7 +42,7 @@ type h2conn struct {
 	maxStreams int
 	wbuf       []byte // frames waiting for the socket
 	spare      []byte
-	writing    bool
+	writing    bool     // a write is under way (a caller's, or the writer goroutine's)
 	err        *outcome // why the connection ended: what its calls get
 	done       atomic.Bool
 	goaway     bool // no new streams (GOAWAY received, or stream ids used up)
@@ -100,6 +100,10 @@ const (
 	settingInitialWindowSize    = 0x4
 	settingMaxFrameSize         = 0x5
 
+	// kindRetry: a call the server did not process (refused stream, GOAWAY): the sender starts it again on
+	// a connection that takes it; never reported.
+	kindRetry = "retry"
+
 	frameHeaderLen = 9
 	maxWindow      = 1<<31 - 1
 	defaultWindow  = 65535
@@ -107,8 +111,9 @@ const (
 	lastStreamID   = 1<<31 - 1
 	errCancel      = 0x8
 	errRefused     = 0x7
-	controlWrite   = 10 * time.Second       // how long a control frame may wait for the socket
-	minWrite       = 100 * time.Millisecond // the least a call's frames may wait for it
+	// writeStall: a socket that takes none of a pending write for this long ends the connection (the server
+	// stopped reading); its calls time out.
+	writeStall = 10 * time.Second
 )
 
 const clientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -134,7 +139,7 @@ func dialH2(addr string, block []byte, timeout time.Duration) (*h2conn, error) {
 		return nil, err
 	}
 	h := &h2conn{
-		conn: c, addr: addr, block: block, streams: map[uint32]*call{}, nextID: 1,
+		conn: c.(*rawConn), addr: addr, block: block, streams: map[uint32]*call{}, nextID: 1,
 		window: defaultWindow, initial: defaultWindow, maxFrame: defaultFrame, maxStreams: 1 << 30,
 		ready: make(chan struct{}),
 	}
@@ -146,7 +151,7 @@ func dialH2(addr string, block []byte, timeout time.Duration) (*h2conn, error) {
 	h.wbuf = appendWindowUpdate(h.wbuf, 0, maxWindow-defaultWindow)
 	go h.readLoop()
 	h.mu.Lock()
-	h.flushLocked(time.Now().Add(timeout))
+	h.flushLocked()
 	select {
 	case <-h.ready:
 	case <-time.After(timeout):
@@ -186,9 +191,7 @@ func (h *h2conn) start(c *call) bool {
 	} else if !h.sendLocked(c) {
 		h.queue = append(h.queue, c)
 	}
-	// The call's deadline bounds the write, though never below minWrite: a socket deadline already past fails
-	// a write before it is tried, and that would end the connection for a call about to time out anyway.
-	h.flushLocked(later(c.deadline, time.Now().Add(minWrite)))
+	h.flushLocked()
 	return true
 }
 
@@ -242,7 +245,7 @@ func (h *h2conn) pumpLocked() {
 	clear(h.queue[len(kept):])
 	h.queue = kept
 	for _, c := range refused {
-		c.result = outcome{kind: "unavailable", detail: "the server takes no new streams on this connection"}
+		c.result = outcome{kind: kindRetry, detail: "the server takes no new streams on this connection"}
 		c.done <- struct{}{}
 	}
 }
@@ -250,7 +253,7 @@ func (h *h2conn) pumpLocked() {
 // releaseLocked unlocks, writing first what the reader's work left to send.
 func (h *h2conn) releaseLocked() {
 	if len(h.wbuf) > 0 {
-		h.flushLocked(time.Now().Add(controlWrite))
+		h.flushLocked()
 		return
 	}
 	h.mu.Unlock()
@@ -265,7 +268,7 @@ func (h *h2conn) cancel(c *call) bool {
 			h.wbuf = appendFrame(h.wbuf, frameRSTStream, 0, c.id, 4)
 			h.wbuf = binary.BigEndian.AppendUint32(h.wbuf, errCancel)
 		}
-		h.flushLocked(time.Now().Add(controlWrite))
+		h.flushLocked()
 		return true
 	}
 	h.mu.Unlock()
@@ -296,6 +299,11 @@ func (h *h2conn) dropLocked(c *call) bool {
 }
 
 func (h *h2conn) completeLocked(c *call, o outcome) {
+	if c.id != 0 && c.sent < len(c.message) && h.streams[c.id] == c {
+		// Answered before all of the request was sent: this end of the stream closes too.
+		h.wbuf = appendFrame(h.wbuf, frameRSTStream, 0, c.id, 4)
+		h.wbuf = binary.BigEndian.AppendUint32(h.wbuf, errCancel)
+	}
 	if h.dropLocked(c) {
 		c.result = o
 		c.done <- struct{}{}
@@ -325,38 +333,70 @@ func (h *h2conn) failLocked(o outcome) {
 	h.settled.Do(func() { close(h.ready) })
 }
 
-// flushLocked writes the pending frames, unless another goroutine is writing (it takes them along), and
-// unlocks. A socket that takes nothing until the deadline ends the connection: its calls time out.
-func (h *h2conn) flushLocked(deadline time.Time) {
+// flushLocked writes the pending frames as far as the socket takes them now, unless a write is under way
+// (it takes them along), and unlocks. What the socket does not take goes to a writer goroutine.
+func (h *h2conn) flushLocked() {
 	if h.writing {
 		h.mu.Unlock()
 		return
 	}
 	h.writing = true
-	for len(h.wbuf) > 0 && h.err == nil {
+	for h.err == nil && len(h.wbuf) > 0 {
 		out := h.wbuf
 		h.wbuf = h.spare[:0]
 		h.mu.Unlock()
-		_ = h.conn.SetWriteDeadline(deadline)
-		_, err := h.conn.Write(out)
+		n, err := h.conn.tryWrite(out)
 		h.mu.Lock()
-		h.spare = out[:0]
 		if err != nil {
-			if isTimeout(err) {
-				h.failLocked(outcome{kind: kindTimeout, detail: "the server stopped reading requests"})
-			} else {
-				h.failLocked(outcome{kind: "unavailable", detail: fmt.Sprintf("connection to %s lost: %s", h.addr, reason(err))})
-			}
+			h.spare = out[:0]
+			h.writeFailedLocked(err)
+			break
 		}
+		if n < len(out) { // the rest, then what came meanwhile, in order
+			rest := append(out[:0], out[n:]...)
+			h.wbuf, h.spare = append(rest, h.wbuf...), h.wbuf[:0]
+			go h.drain()
+			h.mu.Unlock()
+			return
+		}
+		h.spare = out[:0]
 	}
 	h.writing = false
 	h.mu.Unlock()
 }
 
+// drain writes what is pending, waiting for the socket, until nothing is left.
+func (h *h2conn) drain() {
+	h.mu.Lock()
+	for h.err == nil && len(h.wbuf) > 0 {
+		out := h.wbuf
+		h.wbuf = h.spare[:0]
+		h.mu.Unlock()
+		_ = h.conn.SetWriteDeadline(time.Now().Add(writeStall))
+		_, err := h.conn.Write(out)
+		h.mu.Lock()
+		h.spare = out[:0]
+		if err != nil {
+			h.writeFailedLocked(err)
+		}
+	}
+	_ = h.conn.SetWriteDeadline(time.Time{})
+	h.writing = false
+	h.mu.Unlock()
+}
+
+func (h *h2conn) writeFailedLocked(err error) {
+	if isTimeout(err) {
+		h.failLocked(outcome{kind: kindTimeout, detail: fmt.Sprintf("the server read no request for %.0f s", writeStall.Seconds())})
+	} else {
+		h.failLocked(outcome{kind: "unavailable", detail: fmt.Sprintf("connection to %s lost: %s", h.addr, reason(err))})
+	}
+}
+
 func (h *h2conn) control(frame []byte) {
 	h.mu.Lock()
 	h.wbuf = append(h.wbuf, frame...)
-	h.flushLocked(time.Now().Add(controlWrite))
+	h.flushLocked()
 }
 
 func (h *h2conn) readLoop() {
@@ -405,7 +445,7 @@ func (h *h2conn) frame(typ, flags byte, stream uint32, p []byte) error {
 		if c := h.streams[stream]; c != nil {
 			c.data = append(c.data, p...)
 			if flags&flagEndStream != 0 {
-				h.completeLocked(c, outcome{kind: "grpc_internal", detail: "the server closed the stream without trailers"})
+				h.completeLocked(c, answer(c, headerFields{status: c.status, grpcStatus: -1}))
 			}
 		}
 		h.releaseLocked()
@@ -437,13 +477,14 @@ func (h *h2conn) frame(typ, flags byte, stream uint32, p []byte) error {
 		code := binary.BigEndian.Uint32(p)
 		o := outcome{kind: "grpc_internal", detail: "the server reset the stream: " + h2ErrorName(code)}
 		switch code {
-		case errRefused:
-			o.kind = "unavailable"
+		case errRefused: // not processed: the sender tries it again
+			o.kind = kindRetry
 		case errCancel:
 			o.kind = "cancelled"
 		}
 		h.mu.Lock()
 		if c := h.streams[stream]; c != nil {
+			c.sent = len(c.message) // the stream is closed: nothing more of it, no RST_STREAM back
 			h.completeLocked(c, o)
 		}
 		h.releaseLocked()
@@ -472,7 +513,7 @@ func (h *h2conn) frame(typ, flags byte, stream uint32, p []byte) error {
 		}
 		h.wbuf = appendFrame(h.wbuf, frameSettings, flagAck, 0, 0)
 		h.pumpLocked()
-		h.flushLocked(time.Now().Add(controlWrite))
+		h.flushLocked()
 		h.settled.Do(func() { close(h.ready) })
 	case framePing:
 		if flags&flagAck == 0 && len(p) == 8 {
@@ -483,13 +524,15 @@ func (h *h2conn) frame(typ, flags byte, stream uint32, p []byte) error {
 			return errors.New("a short GOAWAY frame")
 		}
 		last := binary.BigEndian.Uint32(p) & lastStreamID
-		o := outcome{kind: "unavailable", detail: "the server refused the stream (GOAWAY " +
+		// Streams above the last one the server processes were not processed: the sender tries them again.
+		o := outcome{kind: kindRetry, detail: "the server refused the stream (GOAWAY " +
 			h2ErrorName(binary.BigEndian.Uint32(p[4:])) + ")"}
 		h.mu.Lock()
 		h.goaway = true
 		h.done.Store(true)
 		for id, c := range h.streams {
 			if id > last {
+				c.sent = len(c.message)
 				h.completeLocked(c, o)
 			}
 		}
@@ -510,7 +553,7 @@ func (h *h2conn) frame(typ, flags byte, stream uint32, p []byte) error {
 			c.window += inc
 		}
 		h.pumpLocked()
-		h.flushLocked(time.Now().Add(controlWrite))
+		h.flushLocked()
 	case framePushPromise:
 		return errors.New("a PUSH_PROMISE, though push is disabled")
 	}
@@ -525,6 +568,9 @@ func (h *h2conn) headers() error {
 	h.fields = headerFields{status: -1, grpcStatus: -1}
 	if _, err := h.decoder.Write(h.block2); err != nil {
 		return fmt.Errorf("an undecodable header block: %w", err)
+	}
+	if err := h.decoder.Close(); err != nil { // the block ends here: nothing of it carries into the next
+		return fmt.Errorf("a truncated header block: %w", err)
 	}
 	h.mu.Lock()
 	if c := h.streams[stream]; c != nil {
@@ -562,7 +608,7 @@ func answer(c *call, f headerFields) outcome {
 		return outcome{kind: httpStatusKind(c.status), detail: fmt.Sprintf("HTTP status %d from a gRPC server", c.status)}
 	}
 	if f.grpcStatus < 0 {
-		return outcome{kind: "grpc_internal", detail: "no grpc-status in the trailers"}
+		return outcome{kind: "grpc_internal", detail: "the server ended the stream without a grpc-status"}
 	}
 	if f.grpcStatus != 0 {
 		o := outcome{kind: grpcKind(grpcCode(f.grpcStatus)), detail: f.grpcMessage}
@@ -619,13 +665,6 @@ func h2ErrorName(code uint32) string {
 		return names[code]
 	}
 	return "error " + strconv.FormatUint(uint64(code), 10)
-}
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
 
 func appendFrame(b []byte, typ, flags byte, stream uint32, length int) []byte {

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -63,13 +64,16 @@ func handle(_ any, stream grpc.ServerStream) error {
 
 // serve starts a server on a free port; small windows and two streams at a time make the client wait for
 // window updates and stream slots.
-func serve(t *testing.T) (*grpc.Server, string) {
+func serve(t *testing.T, options ...grpc.ServerOption) (*grpc.Server, string) {
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	server := grpc.NewServer(grpc.UnknownServiceHandler(handle), grpc.ForceServerCodecV2(bytesCodec{}),
-		grpc.InitialWindowSize(65535), grpc.InitialConnWindowSize(65535), grpc.MaxConcurrentStreams(2))
+	if len(options) == 0 {
+		options = []grpc.ServerOption{grpc.InitialWindowSize(65535), grpc.InitialConnWindowSize(65535), grpc.MaxConcurrentStreams(2)}
+	}
+	options = append(options, grpc.UnknownServiceHandler(handle), grpc.ForceServerCodecV2(bytesCodec{}))
+	server := grpc.NewServer(options...)
 	go func() { _ = server.Serve(listener) }()
 	t.Cleanup(server.Stop)
 	return server, listener.Addr().String()
@@ -109,6 +113,52 @@ func TestGrpcCallsHonourFlowControlAndStreamLimits(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Error(e)
+	}
+}
+
+func TestGrpcMessageLargerThanTheSocketTakes(t *testing.T) {
+	// Windows as large as the message: what the socket does not take at once goes by the writer goroutine.
+	_, addr := serve(t, grpc.InitialWindowSize(1<<30), grpc.InitialConnWindowSize(1<<30), grpc.MaxRecvMsgSize(64<<20))
+	big := append([]byte("e"), bytes.Repeat([]byte("x"), 24<<20)...)
+	g := opened(t, addr, big, []byte("e"))
+	results := make(chan outcome, 2)
+	go func() { results <- g.send(0, now()+20) }()
+	go func() { results <- g.send(1, now()+20) }()
+	for range 2 {
+		if o := <-results; o.kind != "" || (len(o.raw) != len(big) && string(o.raw) != "e") {
+			t.Fatalf("got %s %s, %d bytes", o.kind, o.detail, len(o.raw))
+		}
+	}
+}
+
+func TestGrpcCallsMoveToANewConnectionAfterGoaway(t *testing.T) {
+	// The server ends every connection after 100 ms (GOAWAY): no call fails, they go on a new connection.
+	_, addr := serve(t, grpc.KeepaliveParams(keepalive.ServerParameters{
+		MaxConnectionAge: 100 * time.Millisecond, MaxConnectionAgeGrace: 5 * time.Second,
+	}))
+	g := opened(t, addr, []byte("e"))
+	first := g.conn
+	var wg sync.WaitGroup
+	failures := make(chan outcome, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for until := now() + 0.6; now() < until; {
+				if o := g.send(0, now()+5); o.kind != "" {
+					failures <- o
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(failures)
+	for o := range failures {
+		t.Errorf("a call failed: %s %s", o.kind, o.detail)
+	}
+	if g.conn == first {
+		t.Fatal("still on the first connection")
 	}
 }
 

@@ -90,3 +90,23 @@ func (c *rawConn) Write(b []byte) (int, error) {
 func wrapErr(op string, err error) error {
 	return &net.OpError{Op: op, Net: "tcp", Err: err}
 }
+
+// tryWrite writes what the socket takes now, without waiting: 0 and no error when it takes nothing.
+func (c *rawConn) tryWrite(b []byte) (int, error) {
+	var n int
+	var errno syscall.Errno
+	err := c.raw.Write(func(fd uintptr) bool {
+		r, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		n, errno = int(r), e
+		return true // never wait here
+	})
+	switch {
+	case err != nil:
+		return 0, wrapErr("write", err)
+	case errno == unix.EAGAIN:
+		return 0, nil
+	case errno != 0:
+		return 0, wrapErr("write", os.NewSyscallError("write", errno))
+	}
+	return n, nil
+}
