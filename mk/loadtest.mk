@@ -49,7 +49,7 @@ TEST_SUITES += test-engine
 LINTERS += lint-engine
 
 .PHONY: test-engine
-test-engine: ## The load engine's Go unit tests (parsers, recorder)
+test-engine: ## The load engine's Go unit tests (parsers, recorder, its HTTP/2 client against grpc-go's server)
 	cd load-tests/engine && GOFLAGS=-mod=readonly go test ./...
 
 .PHONY: lint-engine
