@@ -97,9 +97,9 @@ func (g *grpcSender) send(index int, deadline float64) outcome {
 	}
 	c := g.calls.Get().(*call)
 	defer g.calls.Put(c)
-	c.message, c.deadline = g.messages[index], wallDeadline(deadline)
 	var o outcome
 	for range 3 {
+		c.reset(g.messages[index])
 		if o = g.attempt(c, deadline, budget); o.kind != kindRetry {
 			return o
 		}
@@ -109,7 +109,6 @@ func (g *grpcSender) send(index int, deadline float64) outcome {
 }
 
 func (g *grpcSender) attempt(c *call, deadline, budget float64) outcome {
-	c.sent, c.id, c.headers, c.status, c.data = 0, 0, false, 0, c.data[:0]
 	h, failure := g.current()
 	if h == nil {
 		return outcome{kind: "unavailable", detail: failure}

@@ -119,14 +119,18 @@ func TestGrpcCallsHonourFlowControlAndStreamLimits(t *testing.T) {
 func TestGrpcMessageLargerThanTheSocketTakes(t *testing.T) {
 	// Windows as large as the message: what the socket does not take at once goes by the writer goroutine.
 	_, addr := serve(t, grpc.InitialWindowSize(1<<30), grpc.InitialConnWindowSize(1<<30), grpc.MaxRecvMsgSize(64<<20))
-	big := append([]byte("e"), bytes.Repeat([]byte("x"), 24<<20)...)
-	g := opened(t, addr, big, []byte("e"))
-	results := make(chan outcome, 2)
-	go func() { results <- g.send(0, now()+20) }()
-	go func() { results <- g.send(1, now()+20) }()
-	for range 2 {
-		if o := <-results; o.kind != "" || (len(o.raw) != len(big) && string(o.raw) != "e") {
-			t.Fatalf("got %s %s, %d bytes", o.kind, o.detail, len(o.raw))
+	payloads := [][]byte{append([]byte("e"), bytes.Repeat([]byte("x"), 24<<20)...), []byte("e")}
+	g := opened(t, addr, payloads...)
+	results := make([]outcome, len(payloads))
+	var wg sync.WaitGroup
+	for i := range payloads {
+		wg.Add(1)
+		go func() { defer wg.Done(); results[i] = g.send(i, now()+20) }()
+	}
+	wg.Wait()
+	for i, o := range results {
+		if o.kind != "" || !bytes.Equal(o.raw, payloads[i]) {
+			t.Errorf("call %d: %s %s, %d bytes back of %d", i, o.kind, o.detail, len(o.raw), len(payloads[i]))
 		}
 	}
 }

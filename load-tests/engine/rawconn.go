@@ -68,37 +68,26 @@ func (c *rawConn) Read(b []byte) (int, error) {
 func (c *rawConn) Write(b []byte) (int, error) {
 	written := 0
 	for written < len(b) {
-		var n int
-		var errno syscall.Errno
-		rest := b[written:]
-		err := c.raw.Write(func(fd uintptr) bool {
-			r, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
-			n, errno = int(r), e
-			return errno != unix.EAGAIN
-		})
+		n, err := c.write(b[written:], true)
 		if err != nil {
-			return written, wrapErr("write", err)
-		}
-		if errno != 0 {
-			return written, wrapErr("write", os.NewSyscallError("write", errno))
+			return written, err
 		}
 		written += n
 	}
 	return written, nil
 }
 
-func wrapErr(op string, err error) error {
-	return &net.OpError{Op: op, Net: "tcp", Err: err}
-}
-
 // tryWrite writes what the socket takes now, without waiting: 0 and no error when it takes nothing.
-func (c *rawConn) tryWrite(b []byte) (int, error) {
+func (c *rawConn) tryWrite(b []byte) (int, error) { return c.write(b, false) }
+
+// write is one write(2); with wait, a full socket is waited for (the netpoller, the write deadline).
+func (c *rawConn) write(b []byte, wait bool) (int, error) {
 	var n int
 	var errno syscall.Errno
 	err := c.raw.Write(func(fd uintptr) bool {
 		r, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
 		n, errno = int(r), e
-		return true // never wait here
+		return !wait || errno != unix.EAGAIN
 	})
 	switch {
 	case err != nil:
@@ -109,4 +98,8 @@ func (c *rawConn) tryWrite(b []byte) (int, error) {
 		return 0, wrapErr("write", os.NewSyscallError("write", errno))
 	}
 	return n, nil
+}
+
+func wrapErr(op string, err error) error {
+	return &net.OpError{Op: op, Net: "tcp", Err: err}
 }
