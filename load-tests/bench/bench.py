@@ -44,7 +44,7 @@ import psutil
 
 from devstack.triton import TritonServer
 from loadtest.corpus import load_corpus
-from loadtest.package import open_package
+from loadtest.package import PackageRef
 from loadtest.prepare import prepare_inputs, requests_for
 from loadtest.protocol import grpc_request, http_request
 
@@ -83,7 +83,7 @@ class Bench:
     ) -> None:
         self.triton, self.scratch, self.package, self.options = triton, scratch, package, options
         prepared = prepare_inputs(
-            package=open_package(source=str(package), name=MODEL),
+            package=PackageRef(source=str(package), name=MODEL).open(),
             corpus=load_corpus(),
             cache_dir=scratch / "inputs",
         )

@@ -3,7 +3,9 @@ code, `compare`'s noise test, server metrics of both flavours, and how `release`
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -362,9 +364,6 @@ def test_text_input_from_a_package_without_the_text_model(
 ) -> None:
     """`--input text` against a package built with `--text off`: exit 3, one line, before any target is
     asked or anything is written; `smoke --input text` says the same."""
-    import hashlib
-    import shutil
-
     package = tmp_path / "package"
     shutil.copytree(tiny_package, package)
     ready_path = package / "manifests/emotion/READY"

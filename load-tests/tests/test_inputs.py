@@ -14,7 +14,7 @@ import pytest
 
 from emotion_contract.errors import BadInput, CredentialsRefused
 from loadtest.corpus import load_corpus
-from loadtest.package import open_package
+from loadtest.package import PackageRef
 from loadtest.prepare import prepare_inputs, requests_for
 
 
@@ -64,7 +64,7 @@ def test_bad_corpus_is_named_in_one_line(tmp_path: Path, name: str, content: byt
 
 
 def test_reference_is_onnx_runtime_on_the_packaged_model(tiny_package: Path, tmp_path: Path) -> None:
-    package = open_package(source=str(tiny_package), name="emotion")
+    package = PackageRef(source=str(tiny_package), name="emotion").open()
     corpus = load_corpus().sample(20)
     prepared = prepare_inputs(package=package, corpus=corpus, cache_dir=tmp_path)
     assert prepared.reference.shape == (20, len(package.labels))
@@ -92,7 +92,7 @@ def test_reference_is_onnx_runtime_on_the_packaged_model(tiny_package: Path, tmp
 def test_prepared_inputs_are_cached_per_package_and_corpus(tiny_package: Path, tmp_path: Path) -> None:
     package_dir = tmp_path / "package"
     shutil.copytree(tiny_package, package_dir)
-    package = open_package(source=str(package_dir), name="emotion")
+    package = PackageRef(source=str(package_dir), name="emotion").open()
     first = prepare_inputs(package=package, corpus=load_corpus(), cache_dir=tmp_path / "cache")
     # The cache answers without the tokenizer or the ONNX file.
     (package_dir / "triton/emotion/1/model.onnx").unlink()
@@ -110,7 +110,7 @@ def test_package_checks_ready_and_object_checksums(tiny_package: Path, tmp_path:
     ready = json.loads((package_dir / "manifests/emotion/READY").read_text())
 
     (package_dir / "triton/emotion/1/model.onnx").write_bytes(b"not the published model")
-    package = open_package(source=str(package_dir), name="emotion")
+    package = PackageRef(source=str(package_dir), name="emotion").open()
     with pytest.raises(BadInput) as err:
         prepare_inputs(package=package, corpus=load_corpus(), cache_dir=None)
     assert err.value.message == (
@@ -120,14 +120,14 @@ def test_package_checks_ready_and_object_checksums(tiny_package: Path, tmp_path:
     manifest = package_dir / ready["manifest"]
     manifest.write_text(manifest.read_text().replace('"sigmoid"', '"softmax"'))
     with pytest.raises(BadInput) as err:
-        open_package(source=str(package_dir), name="emotion")
+        PackageRef(source=str(package_dir), name="emotion").open()
     ready_key = "manifests/emotion/READY"
     assert (
         err.value.message
         == f"package {package_dir}: {ready['manifest']} does not match the sha256 in {ready_key}"
     )
     with pytest.raises(BadInput) as err:
-        open_package(source=str(package_dir), name="other")
+        PackageRef(source=str(package_dir), name="other").open()
     assert err.value.message == f"package {package_dir}: manifests/other/READY is missing"
 
 
@@ -142,10 +142,10 @@ def test_package_from_s3_matches_the_folder(
         monkeypatch.setenv(key, value)
 
     corpus = load_corpus().sample(10)
-    remote = open_package(
+    remote = PackageRef(
         source=f"s3://{bucket_name}/published", name="emotion", s3_endpoint=s3_server.endpoint
-    )
-    local = open_package(source=str(tiny_package), name="emotion")
+    ).open()
+    local = PackageRef(source=str(tiny_package), name="emotion").open()
     assert remote.manifest == local.manifest
     from_s3 = prepare_inputs(package=remote, corpus=corpus, cache_dir=None)
     from_folder = prepare_inputs(package=local, corpus=corpus, cache_dir=None)
@@ -154,7 +154,9 @@ def test_package_from_s3_matches_the_folder(
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")  # refused keys: exit 5 here as in the packager
     with pytest.raises(CredentialsRefused) as err:
-        open_package(source=f"s3://{bucket_name}/published", name="emotion", s3_endpoint=s3_server.endpoint)
+        PackageRef(
+            source=f"s3://{bucket_name}/published", name="emotion", s3_endpoint=s3_server.endpoint
+        ).open()
     where = f"package s3://{bucket_name}/published on {s3_server.endpoint}"
     assert err.value.message == (
         f"{where}: {s3_server.endpoint} refused the credentials (SignatureDoesNotMatch) "

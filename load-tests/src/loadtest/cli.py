@@ -373,13 +373,14 @@ def _run(args: argparse.Namespace) -> ExitCode:
         resources=_per_target(args.resources, targets, flag="--resources"),
         path=args.path,
     )
+    package = _package_ref(args)
     kept = None
     if args.keep_report is not None:
         from loadtest.kept import check_new
 
-        kept = _package_ref(args).store()
+        kept = package.store()
         check_new(kept, name=args.name, run=args.keep_report)
-    code, report = run_load(config=config, package=_package_ref(args), corpus=args.corpus, output=args.output)
+    code, report = run_load(config=config, package=package, corpus=args.corpus, output=args.output)
     for problem in report["problems"]:
         log(problem)
     if kept is not None:

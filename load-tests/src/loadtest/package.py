@@ -265,16 +265,3 @@ class PackageRef:
 
     def store(self) -> Store:
         return open_store(self.source, s3_endpoint=self.s3_endpoint, ca_bundle=self.ca_bundle)
-
-
-def open_package(
-    *,
-    source: str,
-    name: str,
-    version: int | None = None,
-    request: str | None = None,
-    s3_endpoint: str | None = None,
-    ca_bundle: Path | None = None,
-) -> Package:
-    """PackageRef(...).open(), by keywords."""
-    return PackageRef(source, name, version, request, s3_endpoint, ca_bundle).open()
