@@ -178,6 +178,11 @@ def _make_pki(pki: Path) -> None:
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
 
+#: How long a node may go without a heartbeat before the node controller calls it NotReady: several of
+#: KWOK's longest heartbeat intervals (20 s + 25 s jitter, node/heartbeat/node-heartbeat.yaml).
+_NODE_GRACE = "3m"
+
+
 def _kwok_stage_files() -> list[Path]:
     data = tools_dir() / "kube-data" / "kwok-stage"
     if not data.is_dir():
@@ -409,6 +414,10 @@ class Cluster:
                 # No pod network to hand out node CIDRs from (KWOK gives the pods their addresses).
                 "--controllers=*,-node-ipam-controller",
                 f"--service-cluster-ip-range={_SERVICE_CIDR}",
+                # KWOK's node-heartbeat stage renews a node's status every 20 s plus up to 25 s of jitter;
+                # the default grace (50 s) left a 5 s margin, and a busy machine's late heartbeat marked
+                # the node NotReady mid-test (its pods unready, helm 3 waiting out --timeout).
+                f"--node-monitor-grace-period={_NODE_GRACE}",
             ],
         )  # fmt: skip
         scheduler = self._spawn(
